@@ -1,0 +1,308 @@
+"""C-JEPA as a solo-learn method: I-JEPA's context/target ViTs, masks and predictor, plus VICReg.
+
+The context encoder is solo's ``backbone`` and the target encoder its EMA ``momentum_backbone``;
+with ``vicreg_weight: 0`` the method is I-JEPA. Masks are drawn inside the training step on the
+batch's device, so every solo data pipeline (DALI included) feeds it unchanged.
+"""
+
+from typing import Any, Dict, List, Sequence
+
+import omegaconf
+import torch
+import torch.nn.functional as F
+from solo.losses.vicreg import invariance_loss
+from solo.methods.base import BaseMomentumMethod
+from solo.utils.metrics import accuracy_at_k
+from solo.utils.misc import omegaconf_select
+
+from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regularizer
+from solo_cjepa.masks import MultiBlockMaskGenerator
+from solo_cjepa.monitors import effective_rank, mean_std
+from solo_cjepa.pos_embed import sincos_pos_embed
+from solo_cjepa.predictor import JEPAPredictor
+from solo_cjepa.schedules import LinearMomentumUpdater, cosine_ramp
+from solo_cjepa.vit_tokens import check_token_vit, embed_patches, encode, select_tokens
+
+TARGET_EMBEDDINGS = ("blocks", "full")
+MOMENTUM_SCHEDULES = ("linear", "cosine")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+class CJEPA(BaseMomentumMethod):
+    def __init__(self, cfg: omegaconf.DictConfig):
+        """C-JEPA (Mo & Tong, NeurIPS 2024) on a timm ViT.
+
+        Extra cfg settings (defaults in ``add_and_assert_specific_cfg``):
+            method_kwargs:
+                pred_depth, pred_embed_dim, pred_num_heads (None: the encoder's heads): predictor.
+                num_targets, target_scale, target_aspect_ratio, context_scale, min_keep: masks.
+                loss_type (smooth_l1 | mse): prediction loss.
+                vicreg_weight, sim_weight, var_weight, cov_weight: VICReg term and its weights.
+                target_embedding (blocks | full): the invariance target ``t``, the mean of the
+                    target-encoder tokens over the target blocks or over the whole image.
+                final_weight_decay (None: constant): cosine ramp of the weight decay from
+                    optimizer.weight_decay to this value, on the decayed parameter groups.
+                fixed_pos_embed: fixed 2-D sin-cos positional embedding in both encoders.
+            momentum:
+                base_tau, final_tau: EMA momentum ramp of the target encoder.
+                schedule (linear | cosine): I-JEPA's linear ramp or solo's cosine one.
+        """
+        super().__init__(cfg)
+        kwargs = cfg.method_kwargs
+        check_token_vit(self.backbone)
+        grid_size = tuple(self.backbone.patch_embed.grid_size)
+
+        self.mask_generator = MultiBlockMaskGenerator(
+            grid_size,
+            num_targets=kwargs.num_targets,
+            target_scale=tuple(kwargs.target_scale),
+            target_aspect_ratio=tuple(kwargs.target_aspect_ratio),
+            context_scale=tuple(kwargs.context_scale),
+            min_keep=kwargs.min_keep,
+        )
+        self.predictor = JEPAPredictor(
+            grid_size,
+            self.features_dim,
+            predictor_embed_dim=kwargs.pred_embed_dim,
+            depth=kwargs.pred_depth,
+            num_heads=kwargs.pred_num_heads or self.backbone.blocks[0].attn.num_heads,
+        )
+        if kwargs.fixed_pos_embed:
+            pos_embed = sincos_pos_embed(self.features_dim, grid_size)[None]
+            for vit in (self.backbone, self.momentum_backbone):
+                vit.pos_embed.data.copy_(pos_embed)
+                vit.pos_embed.requires_grad_(False)
+        if cfg.momentum.schedule == "linear":
+            self.momentum_updater = LinearMomentumUpdater(
+                cfg.momentum.base_tau, cfg.momentum.final_tau
+            )
+
+        self.loss_type: str = kwargs.loss_type
+        self.vicreg_weight: float = kwargs.vicreg_weight
+        self.vicreg_weights = dict(
+            sim_weight=kwargs.sim_weight, var_weight=kwargs.var_weight, cov_weight=kwargs.cov_weight
+        )
+        self.target_embedding: str = kwargs.target_embedding
+        self.final_weight_decay = kwargs.final_weight_decay
+        self.seed: int = omegaconf_select(cfg, "seed", 0)
+        self._mask_rng = None
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """Adds C-JEPA's defaults (I-JEPA's where they exist) and checks the settings.
+
+        Args:
+            cfg (omegaconf.DictConfig): DictConfig object.
+
+        Returns:
+            omegaconf.DictConfig: same as the argument, used to avoid errors.
+        """
+        # BaseMomentumMethod reads cfg.momentum.*, so the node must exist before its defaults run.
+        cfg.momentum = omegaconf_select(cfg, "momentum", {})
+        cfg.momentum.base_tau = omegaconf_select(cfg, "momentum.base_tau", 0.996)
+        cfg.momentum.schedule = omegaconf_select(cfg, "momentum.schedule", "linear")
+        cfg.backbone.kwargs = omegaconf_select(cfg, "backbone.kwargs", {})
+        for key, value in (("class_token", False), ("global_pool", "avg"), ("fc_norm", False)):
+            cfg.backbone.kwargs[key] = omegaconf_select(cfg, f"backbone.kwargs.{key}", value)
+        cfg = super(CJEPA, CJEPA).add_and_assert_specific_cfg(cfg)
+
+        defaults = {
+            "pred_depth": 6,
+            "pred_embed_dim": 384,
+            "pred_num_heads": None,
+            "num_targets": 4,
+            "target_scale": [0.15, 0.2],
+            "target_aspect_ratio": [0.75, 1.5],
+            "context_scale": [0.85, 1.0],
+            "min_keep": 10,
+            "loss_type": "smooth_l1",
+            "vicreg_weight": 0.001,
+            "sim_weight": 25.0,
+            "var_weight": 25.0,
+            "cov_weight": 1.0,
+            "target_embedding": "blocks",
+            "final_weight_decay": None,
+            "fixed_pos_embed": True,
+        }
+        for key, value in defaults.items():
+            cfg.method_kwargs[key] = omegaconf_select(cfg, f"method_kwargs.{key}", value)
+
+        kwargs = cfg.method_kwargs
+        _require(
+            kwargs.loss_type in JEPA_LOSSES,
+            f"method_kwargs.loss_type must be one of {JEPA_LOSSES}, got {kwargs.loss_type!r}",
+        )
+        _require(
+            kwargs.target_embedding in TARGET_EMBEDDINGS,
+            f"method_kwargs.target_embedding must be one of {TARGET_EMBEDDINGS}, "
+            f"got {kwargs.target_embedding!r}",
+        )
+        _require(
+            cfg.momentum.schedule in MOMENTUM_SCHEDULES,
+            f"momentum.schedule must be one of {MOMENTUM_SCHEDULES}, got {cfg.momentum.schedule!r}",
+        )
+        for key in ("vicreg_weight", "sim_weight", "var_weight", "cov_weight"):
+            _require(kwargs[key] >= 0, f"method_kwargs.{key} must be >= 0, got {kwargs[key]}")
+        for key in ("pred_depth", "pred_embed_dim", "num_targets", "min_keep"):
+            _require(kwargs[key] >= 1, f"method_kwargs.{key} must be >= 1, got {kwargs[key]}")
+        if kwargs.final_weight_decay is not None:
+            _require(
+                kwargs.final_weight_decay >= 0 and cfg.optimizer.weight_decay > 0,
+                "method_kwargs.final_weight_decay must be >= 0 (or null for a constant weight "
+                "decay) and needs optimizer.weight_decay > 0 to ramp from",
+            )
+        _require(
+            cfg.data.num_large_crops in (1, 2) and cfg.data.num_small_crops == 0,
+            "cjepa trains on 1 large crop (the paper's setting) or 2 (two-view mode) and no small "
+            f"crops; the augmentations give {cfg.data.num_large_crops} large and "
+            f"{cfg.data.num_small_crops} small crops",
+        )
+        _require(
+            not cfg.momentum.classifier or cfg.data.num_classes >= 5,
+            "momentum.classifier needs data.num_classes >= 5 (solo-learn reports top-5 accuracy "
+            "for it); set momentum.classifier: False",
+        )
+        return cfg
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        """Adds the predictor to the parameters of the base class."""
+        return super().learnable_params + [
+            {"name": "predictor", "params": self.predictor.parameters()}
+        ]
+
+    def _channels_last(self, X: torch.Tensor) -> torch.Tensor:
+        return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
+
+    def base_training_step(self, X: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
+        """Encodes the visible context of a masked view and trains the online classifier on its
+        pooled features (detached), as solo's MAE does.
+
+        Returns solo's keys (``loss``, ``acc1``, ``acc5``, ``logits``, ``feats``) plus the
+        context tokens ``[B, Kc, D]`` and the masks.
+        """
+        X = self._channels_last(X)
+        tokens = embed_patches(self.backbone, X)
+        if tokens.shape[1] != self.mask_generator.num_patches:
+            raise ValueError(
+                f"training crops of {tuple(X.shape[-2:])} px give {tokens.shape[1]} patches, but "
+                f"backbone.kwargs.img_size expects {self.mask_generator.num_patches}: make the "
+                "augmentations' crop_size equal backbone.kwargs.img_size"
+            )
+        context_idx, target_idx = self.mask_generator(X.shape[0], X.device, self._mask_rng)
+        context = encode(self.backbone, select_tokens(tokens, context_idx))
+        feats = context.mean(dim=1)
+
+        logits = self.classifier(feats.detach())
+        loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.shape[1])))
+        return {
+            "loss": loss,
+            "acc1": acc1,
+            "acc5": acc5,
+            "logits": logits,
+            "feats": feats,
+            "context": context,
+            "context_idx": context_idx,
+            "target_idx": target_idx,
+        }
+
+    @torch.no_grad()
+    def momentum_forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        """Target encoder on the full image: pooled ``feats`` ``[B, D]`` (what validation, the
+        momentum classifier and linear evaluation see) and I-JEPA's layer-normed ``tokens``
+        ``[B, N, D]`` (the prediction targets)."""
+        tokens = encode(self.momentum_backbone, embed_patches(self.momentum_backbone, self._channels_last(X)))
+        return {"feats": tokens.mean(dim=1), "tokens": F.layer_norm(tokens, tokens.shape[-1:])}
+
+    def _mask_generator_state(self, batch_idx: int, device: torch.device) -> torch.Generator:
+        # A pure function of (seed, rank, epoch, batch): masks are reproducible and a resumed run
+        # draws the same masks as an uninterrupted one.
+        seed = self.seed
+        for value in (self.global_rank, self.current_epoch, batch_idx):
+            seed = (seed * 1_000_003 + value) % 2**63
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def _vicreg(self, context_emb: torch.Tensor, target_emb: torch.Tensor) -> VICRegTerms:
+        # With vicreg_weight 0 (I-JEPA) the terms are only monitored, never trained on.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.vicreg_weight > 0):
+            return vicreg_regularizer(context_emb, target_emb, **self.vicreg_weights)
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        """Training step: I-JEPA's prediction loss, C-JEPA's VICReg term, solo's online classifier.
+
+        Args:
+            batch (Sequence[Any]): a batch of data in the format of [img_indexes, [X], Y], where
+                [X] is a list of size self.num_crops containing batches of images.
+            batch_idx (int): index of the batch.
+
+        Returns:
+            torch.Tensor: total loss.
+        """
+        self._mask_rng = self._mask_generator_state(batch_idx, batch[2].device)
+        out = super().training_step(batch, batch_idx)
+
+        jepa_losses, vicreg_terms = [], []
+        for view in range(self.num_large_crops):
+            target_idx = out["target_idx"][view]
+            pred = self.predictor(out["context"][view], out["context_idx"][view], target_idx)
+            target_tokens = out["momentum_tokens"][view]
+            target = select_tokens(target_tokens, target_idx)  # [B, M, Kt, D]
+            jepa_losses.append(jepa_loss(pred, target, self.loss_type))
+            target_emb = target.mean(dim=(1, 2)) if self.target_embedding == "blocks" else target_tokens.mean(dim=1)
+            vicreg_terms.append(self._vicreg(out["feats"][view], target_emb))
+
+        jepa = sum(jepa_losses) / self.num_large_crops
+        vicreg = VICRegTerms(*(sum(terms) / len(terms) for terms in zip(*vicreg_terms)))
+        if self.num_large_crops == 2:
+            cross = invariance_loss(*out["feats"])  # two-view mode: mean context embeddings agree
+            vicreg = vicreg._replace(
+                loss=vicreg.loss + self.vicreg_weights["sim_weight"] * cross, sim=vicreg.sim + cross
+            )
+        ssl_loss = jepa + self.vicreg_weight * vicreg.loss if self.vicreg_weight > 0 else jepa
+
+        context_emb, target_emb = out["feats"][0].detach(), out["momentum_feats"][0]
+        self.log_dict(
+            {
+                "train_jepa_loss": jepa,
+                "train_vicreg_loss": vicreg.loss,
+                "train_vicreg_sim": vicreg.sim,
+                "train_vicreg_var": vicreg.var,
+                "train_vicreg_cov": vicreg.cov,
+                "train_context_tokens": float(out["context_idx"][0].shape[1]),
+                "train_context_std": mean_std(context_emb),
+                "train_context_rank": effective_rank(context_emb),
+                "train_target_std": mean_std(target_emb),
+                "train_target_rank": effective_rank(target_emb),
+            },
+            on_epoch=True,
+            sync_dist=True,
+        )
+        # Unlabeled images (targets -1) make the classifiers' cross-entropy NaN with zero gradient.
+        return ssl_loss + torch.nan_to_num(out["loss"])
+
+    def on_train_start(self):
+        super().on_train_start()
+        # Brings tau to the current step, so a resumed run does not restart the EMA ramp.
+        self.momentum_updater.update_tau(
+            cur_step=self.trainer.global_step, max_steps=self.trainer.estimated_stepping_batches
+        )
+
+    def on_train_batch_start(self, batch: Sequence[Any], batch_idx: int):
+        """Sets I-JEPA's cosine weight-decay ramp for this step on the decayed parameter groups."""
+        if self.final_weight_decay is None:
+            return
+        weight_decay = cosine_ramp(
+            self.trainer.global_step,
+            self.trainer.estimated_stepping_batches,
+            self.weight_decay,
+            self.final_weight_decay,
+        )
+        for group in self.trainer.optimizers[0].param_groups:
+            group.setdefault("base_weight_decay", group["weight_decay"])
+            group["weight_decay"] = group["base_weight_decay"] * weight_decay / self.weight_decay
+        self.log("weight_decay", weight_decay)
