@@ -105,6 +105,12 @@ class CJEPA(BaseMomentumMethod):
         cfg.momentum = omegaconf_select(cfg, "momentum", {})
         cfg.momentum.base_tau = omegaconf_select(cfg, "momentum.base_tau", 0.996)
         cfg.momentum.schedule = omegaconf_select(cfg, "momentum.schedule", "linear")
+        vits = sorted(name for name in BaseMomentumMethod._BACKBONES if name.startswith("vit"))
+        _require(
+            cfg.backbone.name in vits,
+            f"cjepa needs a ViT backbone: backbone.name must be one of {vits}, "
+            f"got {cfg.backbone.name!r}",
+        )
         cfg.backbone.kwargs = omegaconf_select(cfg, "backbone.kwargs", {})
         for key, value in (("class_token", False), ("global_pool", "avg"), ("fc_norm", False)):
             cfg.backbone.kwargs[key] = omegaconf_select(cfg, f"backbone.kwargs.{key}", value)
@@ -227,10 +233,22 @@ class CJEPA(BaseMomentumMethod):
             seed = (seed * 1_000_003 + value) % 2**63
         return torch.Generator(device=device).manual_seed(seed)
 
-    def _vicreg(self, context_emb: torch.Tensor, target_emb: torch.Tensor) -> VICRegTerms:
-        # With vicreg_weight 0 (I-JEPA) the terms are only monitored, never trained on.
+    def _vicreg(self, context_embs: List[torch.Tensor], target_embs: List[torch.Tensor]) -> VICRegTerms:
+        """VICReg terms averaged over views; in two-view mode the two views' mean context
+        embeddings must also agree. With vicreg_weight 0 (I-JEPA) they are only monitored."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.vicreg_weight > 0):
-            return vicreg_regularizer(context_emb, target_emb, **self.vicreg_weights)
+            per_view = [
+                vicreg_regularizer(c, t, **self.vicreg_weights)
+                for c, t in zip(context_embs, target_embs)
+            ]
+            terms = VICRegTerms(*(sum(values) / len(per_view) for values in zip(*per_view)))
+            if len(context_embs) == 2:
+                cross = invariance_loss(*context_embs)
+                terms = terms._replace(
+                    loss=terms.loss + self.vicreg_weights["sim_weight"] * cross,
+                    sim=terms.sim + cross,
+                )
+        return terms
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         """Training step: I-JEPA's prediction loss, C-JEPA's VICReg term, solo's online classifier.
@@ -246,23 +264,18 @@ class CJEPA(BaseMomentumMethod):
         self._mask_rng = self._mask_generator_state(batch_idx, batch[2].device)
         out = super().training_step(batch, batch_idx)
 
-        jepa_losses, vicreg_terms = [], []
+        jepa_losses, target_embs = [], []
         for view in range(self.num_large_crops):
             target_idx = out["target_idx"][view]
             pred = self.predictor(out["context"][view], out["context_idx"][view], target_idx)
             target_tokens = out["momentum_tokens"][view]
             target = select_tokens(target_tokens, target_idx)  # [B, M, Kt, D]
             jepa_losses.append(jepa_loss(pred, target, self.loss_type))
-            target_emb = target.mean(dim=(1, 2)) if self.target_embedding == "blocks" else target_tokens.mean(dim=1)
-            vicreg_terms.append(self._vicreg(out["feats"][view], target_emb))
+            full = self.target_embedding == "full"
+            target_embs.append(target_tokens.mean(dim=1) if full else target.mean(dim=(1, 2)))
 
         jepa = sum(jepa_losses) / self.num_large_crops
-        vicreg = VICRegTerms(*(sum(terms) / len(terms) for terms in zip(*vicreg_terms)))
-        if self.num_large_crops == 2:
-            cross = invariance_loss(*out["feats"])  # two-view mode: mean context embeddings agree
-            vicreg = vicreg._replace(
-                loss=vicreg.loss + self.vicreg_weights["sim_weight"] * cross, sim=vicreg.sim + cross
-            )
+        vicreg = self._vicreg(out["feats"], target_embs)
         ssl_loss = jepa + self.vicreg_weight * vicreg.loss if self.vicreg_weight > 0 else jepa
 
         context_emb, target_emb = out["feats"][0].detach(), out["momentum_feats"][0]

@@ -1,0 +1,39 @@
+"""Collapse monitors and I-JEPA's schedules against closed-form values."""
+
+import math
+
+import pytest
+import torch
+
+from solo_cjepa.monitors import effective_rank, mean_std
+from solo_cjepa.schedules import LinearMomentumUpdater, cosine_ramp
+
+
+def test_effective_rank_of_isotropic_low_rank_and_collapsed_embeddings():
+    q, _ = torch.linalg.qr(torch.randn(64, 16, dtype=torch.float64))
+    assert effective_rank(q.float()).item() == pytest.approx(16, rel=1e-4)
+    low_rank = torch.randn(64, 3) @ torch.randn(3, 16)
+    assert effective_rank(low_rank).item() <= 3.0 + 1e-4
+    assert effective_rank(torch.ones(64, 16)).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_mean_std_is_the_mean_of_per_dimension_stds():
+    emb = torch.stack([torch.arange(5.0), 2 * torch.arange(5.0), torch.zeros(5)], dim=1)
+    expected = (emb[:, 0].std() + emb[:, 1].std() + 0.0) / 3
+    assert mean_std(emb).item() == pytest.approx(expected.item())
+    assert mean_std(torch.ones(8, 4)).item() == 0.0
+
+
+def test_linear_momentum_ramp_of_ijepa():
+    updater = LinearMomentumUpdater(0.996, 1.0)
+    for step, tau in [(0, 0.996), (250, 0.997), (1000, 1.0), (1500, 1.0)]:
+        updater.update_tau(step, 1000)
+        assert updater.cur_tau == pytest.approx(tau)
+
+
+def test_cosine_weight_decay_ramp_of_ijepa():
+    # I-JEPA's CosineWDSchedule: final + (ref - final) * 0.5 * (1 + cos(pi * t / T))
+    assert cosine_ramp(0, 100, 0.04, 0.4) == pytest.approx(0.04)
+    assert cosine_ramp(50, 100, 0.04, 0.4) == pytest.approx(0.22)
+    assert cosine_ramp(25, 100, 0.04, 0.4) == pytest.approx(0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert cosine_ramp(200, 100, 0.04, 0.4) == pytest.approx(0.4)
