@@ -9,7 +9,9 @@ from solo.methods.base import BaseMethod
 from timm.models.vision_transformer import VisionTransformer, _create_vision_transformer
 
 
-def _vit(embed_dim: int, depth: int, num_heads: int, patch_size: int, **kwargs) -> VisionTransformer:
+def _vit(
+    embed_dim: int, depth: int, num_heads: int, patch_size: int, **kwargs
+) -> VisionTransformer:
     return _create_vision_transformer(
         "vit_tiny_patch16_224",
         pretrained=False,

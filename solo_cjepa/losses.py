@@ -14,7 +14,9 @@ from solo.utils.misc import gather
 JEPA_LOSSES = ("smooth_l1", "mse")
 
 
-def jepa_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str = "smooth_l1") -> torch.Tensor:
+def jepa_loss(
+    pred: torch.Tensor, target: torch.Tensor, loss_type: str = "smooth_l1"
+) -> torch.Tensor:
     """Mean over all elements of smooth-L1 (beta 1, as the official I-JEPA code) or MSE (the paper's
     L2) between predicted and target embeddings of any matching shape."""
     if loss_type == "smooth_l1":
@@ -38,7 +40,7 @@ def vicreg_regularizer(
     var_weight: float = 25.0,
     cov_weight: float = 1.0,
 ) -> VICRegTerms:
-    """VICReg terms of C-JEPA on per-image embeddings ``c`` (context) and ``t`` (target), ``[B, D]``.
+    """C-JEPA's VICReg terms on per-image embeddings ``c`` (context), ``t`` (target), ``[B, D]``.
 
     Invariance is the local ``mse(c, t)``; variance and covariance act on ``c`` alone, gathered
     across processes with gradient (as solo's ``vicreg_loss_func``), so their statistics use the

@@ -57,7 +57,9 @@ class MultiBlockMaskGenerator:
             min_keep: least number of patches in a target block and in each image's context.
             max_tries: re-draws of an image's target blocks that cover too much of the grid.
         """
-        self.height, self.width = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+        self.height, self.width = (
+            (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+        )
         self.num_patches = self.height * self.width
         if self.height < 1 or self.width < 1:
             raise ValueError(f"grid_size must be positive, got {grid_size}")
@@ -119,7 +121,9 @@ class MultiBlockMaskGenerator:
 
     def _covered(self, target_idx: torch.Tensor) -> torch.Tensor:
         batch_size = target_idx.shape[0]
-        covered = torch.zeros(batch_size, self.num_patches, dtype=torch.bool, device=target_idx.device)
+        covered = torch.zeros(
+            batch_size, self.num_patches, dtype=torch.bool, device=target_idx.device
+        )
         return covered.scatter_(1, target_idx.flatten(1), True)  # [B, N]
 
     def __call__(
@@ -145,7 +149,9 @@ class MultiBlockMaskGenerator:
         covered = self._covered(target_idx)
 
         if self.num_patches - M * th * tw < self.min_keep:
-            target_idx, covered = self._spread_out(target_idx, covered, top, left, th, tw, generator)
+            target_idx, covered = self._spread_out(
+                target_idx, covered, top, left, th, tw, generator
+            )
 
         # Context block minus targets, then equalised around the batch mean (module docstring).
         pos = torch.arange(self.num_patches, device=covered.device)
@@ -168,8 +174,8 @@ class MultiBlockMaskGenerator:
             bad = (~covered).sum(1) < self.min_keep
             if not bool(bad.any()):
                 return target_idx, covered
-            t, l = self._corners((int(bad.sum()), self.num_targets), h, w, top.device, generator)
-            top[bad], left[bad] = t, l
+            shape = (int(bad.sum()), self.num_targets)
+            top[bad], left[bad] = self._corners(shape, h, w, top.device, generator)
             target_idx = self._block_indices(top, left, h, w)
             covered = self._covered(target_idx)
         # Stacking every block on the first always leaves N - h*w >= min_keep (checked in __init__).

@@ -222,7 +222,9 @@ class CJEPA(BaseMomentumMethod):
         """Target encoder on the full image: pooled ``feats`` ``[B, D]`` (what validation, the
         momentum classifier and linear evaluation see) and I-JEPA's layer-normed ``tokens``
         ``[B, N, D]`` (the prediction targets)."""
-        tokens = encode(self.momentum_backbone, embed_patches(self.momentum_backbone, self._channels_last(X)))
+        tokens = encode(
+            self.momentum_backbone, embed_patches(self.momentum_backbone, self._channels_last(X))
+        )
         return {"feats": tokens.mean(dim=1), "tokens": F.layer_norm(tokens, tokens.shape[-1:])}
 
     def _mask_generator_state(self, batch_idx: int, device: torch.device) -> torch.Generator:
@@ -233,7 +235,9 @@ class CJEPA(BaseMomentumMethod):
             seed = (seed * 1_000_003 + value) % 2**63
         return torch.Generator(device=device).manual_seed(seed)
 
-    def _vicreg(self, context_embs: List[torch.Tensor], target_embs: List[torch.Tensor]) -> VICRegTerms:
+    def _vicreg(
+        self, context_embs: List[torch.Tensor], target_embs: List[torch.Tensor]
+    ) -> VICRegTerms:
         """VICReg terms averaged over views; in two-view mode the two views' mean context
         embeddings must also agree. With vicreg_weight 0 (I-JEPA) they are only monitored."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.vicreg_weight > 0):
@@ -264,6 +268,7 @@ class CJEPA(BaseMomentumMethod):
         self._mask_rng = self._mask_generator_state(batch_idx, batch[2].device)
         out = super().training_step(batch, batch_idx)
 
+        full_image = self.target_embedding == "full"
         jepa_losses, target_embs = [], []
         for view in range(self.num_large_crops):
             target_idx = out["target_idx"][view]
@@ -271,8 +276,7 @@ class CJEPA(BaseMomentumMethod):
             target_tokens = out["momentum_tokens"][view]
             target = select_tokens(target_tokens, target_idx)  # [B, M, Kt, D]
             jepa_losses.append(jepa_loss(pred, target, self.loss_type))
-            full = self.target_embedding == "full"
-            target_embs.append(target_tokens.mean(dim=1) if full else target.mean(dim=(1, 2)))
+            target_embs.append(target_tokens.mean(dim=1) if full_image else target.mean(dim=(1, 2)))
 
         jepa = sum(jepa_losses) / self.num_large_crops
         vicreg = self._vicreg(out["feats"], target_embs)

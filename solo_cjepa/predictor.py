@@ -48,7 +48,9 @@ class JEPAPredictor(nn.Module):
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         self.blocks = nn.Sequential(
             *[
-                Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+                Block(
+                    predictor_embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer
+                )
                 for _ in range(depth)
             ]
         )

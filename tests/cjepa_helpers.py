@@ -33,7 +33,12 @@ def tiny_vit_cfg(num_large_crops: int = 1, num_classes: int = 10, **method_kwarg
                 "name": "vit_nano",
                 "kwargs": {"img_size": IMG_SIZE, "patch_size": PATCH_SIZE},
             },
-            "method_kwargs": {"pred_depth": 1, "pred_embed_dim": 48, "min_keep": 4, **method_kwargs},
+            "method_kwargs": {
+                "pred_depth": 1,
+                "pred_embed_dim": 48,
+                "min_keep": 4,
+                **method_kwargs,
+            },
             "momentum": {"base_tau": 0.996, "final_tau": 1.0},
             "data": {
                 "dataset": "custom",
@@ -60,7 +65,9 @@ def tiny_vit_cfg(num_large_crops: int = 1, num_classes: int = 10, **method_kwarg
     return cfg
 
 
-def pretrain_loader(num_large_crops: int = 1, num_classes: int = 10, size: int = 32, batch_size: int = 8):
+def pretrain_loader(
+    num_large_crops: int = 1, num_classes: int = 10, size: int = 32, batch_size: int = 8
+):
     aug = OmegaConf.create(
         {
             "rrc": {"enabled": True, "crop_min_scale": 0.3, "crop_max_scale": 1.0},

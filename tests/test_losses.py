@@ -15,7 +15,13 @@ def reference_vicreg(c, t, sim_w, var_w, cov_w):
     n, d = c.shape
     sim = sum(((c[i, j] - t[i, j]) ** 2 for i in range(n) for j in range(d))) / (n * d)
     mean = c.sum(0) / n
-    var = sum(torch.relu(1 - torch.sqrt(((c[:, j] - mean[j]) ** 2).sum() / (n - 1) + 1e-4)) for j in range(d)) / d
+    var = (
+        sum(
+            torch.relu(1 - torch.sqrt(((c[:, j] - mean[j]) ** 2).sum() / (n - 1) + 1e-4))
+            for j in range(d)
+        )
+        / d
+    )
     centred = c - mean
     cov = 0.0
     for i in range(d):

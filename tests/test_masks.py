@@ -1,4 +1,4 @@
-"""Multi-block masks: I-JEPA's geometry, the fixes over the official sampler, and reproducibility."""
+"""Multi-block masks: I-JEPA's geometry, the fixes over the official sampler, reproducibility."""
 
 import pytest
 import torch
@@ -56,7 +56,10 @@ def test_block_sizes_follow_scale_and_aspect_ratio_of_ijepa_on_14x14():
 @pytest.mark.parametrize("side,min_keep", GRIDS)
 def test_every_position_is_reachable_last_row_and_column_included(side, min_keep):
     gen = MultiBlockMaskGenerator(side, min_keep=min_keep)
-    seen_context, seen_target = torch.zeros(side * side, dtype=torch.bool), torch.zeros(side * side, dtype=torch.bool)
+    seen_context, seen_target = (
+        torch.zeros(side * side, dtype=torch.bool),
+        torch.zeros(side * side, dtype=torch.bool),
+    )
     for context_idx, target_idx in draws(gen, 30, batch_size=64):
         seen_context[context_idx.flatten()] = True
         seen_target[target_idx.flatten()] = True
@@ -83,7 +86,9 @@ def test_context_keeps_a_healthy_share_of_the_grid(side, min_keep):
 
 def test_crowded_targets_still_leave_min_keep_context():
     # 4 blocks of ~half a 4x4 grid can cover it all: those images must be re-drawn, not hang.
-    gen = MultiBlockMaskGenerator(4, target_scale=(0.5, 0.5), target_aspect_ratio=(1, 1), min_keep=4)
+    gen = MultiBlockMaskGenerator(
+        4, target_scale=(0.5, 0.5), target_aspect_ratio=(1, 1), min_keep=4
+    )
     for context_idx, target_idx in draws(gen, 50, batch_size=64):
         assert context_idx.shape[1] >= 4
         covered = torch.zeros(64, 16, dtype=torch.bool).scatter_(1, target_idx.flatten(1), True)
@@ -97,7 +102,10 @@ def test_crowded_targets_still_leave_min_keep_context():
         ({"grid_size": 8, "num_targets": 0}, "num_targets"),
         ({"grid_size": 8, "min_keep": 4, "target_scale": (0.0, 0.2)}, "target_scale"),
         ({"grid_size": 8, "min_keep": 4, "context_scale": (0.85, 1.2)}, "context_scale"),
-        ({"grid_size": 8, "min_keep": 4, "target_aspect_ratio": (1.5, 0.75)}, "target_aspect_ratio"),
+        (
+            {"grid_size": 8, "min_keep": 4, "target_aspect_ratio": (1.5, 0.75)},
+            "target_aspect_ratio",
+        ),
         ({"grid_size": 4, "min_keep": 1, "target_scale": (0.95, 1.0)}, "min_keep"),
     ],
 )

@@ -95,9 +95,15 @@ def test_vicreg_weight_zero_is_ijepa_exactly(crops):
 def test_loss_is_jepa_plus_weighted_vicreg_plus_classifier():
     model = build(vicreg_weight=0.5)
     loss, logged = logged_step(model, image_batch())
-    expected = logged["train_jepa_loss"] + 0.5 * logged["train_vicreg_loss"] + logged["train_class_loss"]
+    expected = (
+        logged["train_jepa_loss"] + 0.5 * logged["train_vicreg_loss"] + logged["train_class_loss"]
+    )
     torch.testing.assert_close(loss, expected)
-    vicreg = 25 * logged["train_vicreg_sim"] + 25 * logged["train_vicreg_var"] + logged["train_vicreg_cov"]
+    vicreg = (
+        25 * logged["train_vicreg_sim"]
+        + 25 * logged["train_vicreg_var"]
+        + logged["train_vicreg_cov"]
+    )
     torch.testing.assert_close(logged["train_vicreg_loss"], vicreg)
 
 
@@ -171,7 +177,9 @@ def test_ema_target_starts_equal_and_moves_only_after_an_optimizer_step():
     for online, target in zip(model.backbone.parameters(), model.momentum_backbone.parameters()):
         assert torch.equal(online, target) and not target.requires_grad
     snaps = Snapshots()
-    cpu_trainer(max_steps=4, accumulate_grad_batches=2, callbacks=[snaps]).fit(model, pretrain_loader())
+    cpu_trainer(max_steps=4, accumulate_grad_batches=2, callbacks=[snaps]).fit(
+        model, pretrain_loader()
+    )
     assert snaps.steps == [0, 0, 1, 1, 2]
     assert torch.equal(snaps.online[0], snaps.target[0])
     assert torch.equal(snaps.target[1], snaps.target[0]), "no optimizer step yet: target untouched"
@@ -207,9 +215,14 @@ def test_fit_with_knn_momentum_classifier_and_weight_decay_ramp():
     # The ramp sets this step's value before the step: the last step ran with step 2 of 3.
     groups = trainer.optimizers[0].param_groups
     decayed = [g for g in groups if g["base_weight_decay"] > 0]
-    assert decayed and all(g["weight_decay"] == pytest.approx(cosine_ramp(2, 3, 0.04, 0.4)) for g in decayed)
+    assert decayed and all(
+        g["weight_decay"] == pytest.approx(cosine_ramp(2, 3, 0.04, 0.4)) for g in decayed
+    )
     assert all(g["weight_decay"] == 0 for g in groups if g["base_weight_decay"] == 0)
     # I-JEPA's fixed sin-cos positions: frozen, identical in both encoders.
     torch.testing.assert_close(pos_embed[0], sincos_pos_embed(64, (8, 8)))
-    assert torch.equal(model.backbone.pos_embed, pos_embed) and not model.backbone.pos_embed.requires_grad
+    assert (
+        torch.equal(model.backbone.pos_embed, pos_embed)
+        and not model.backbone.pos_embed.requires_grad
+    )
     torch.testing.assert_close(model.momentum_backbone.pos_embed, pos_embed)  # EMA of equal values

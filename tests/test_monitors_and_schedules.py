@@ -35,5 +35,7 @@ def test_cosine_weight_decay_ramp_of_ijepa():
     # I-JEPA's CosineWDSchedule: final + (ref - final) * 0.5 * (1 + cos(pi * t / T))
     assert cosine_ramp(0, 100, 0.04, 0.4) == pytest.approx(0.04)
     assert cosine_ramp(50, 100, 0.04, 0.4) == pytest.approx(0.22)
-    assert cosine_ramp(25, 100, 0.04, 0.4) == pytest.approx(0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert cosine_ramp(25, 100, 0.04, 0.4) == pytest.approx(
+        0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi / 4))
+    )
     assert cosine_ramp(200, 100, 0.04, 0.4) == pytest.approx(0.4)
