@@ -1,0 +1,107 @@
+"""solo-learn's DALI data modules, able to run on a machine without CUDA (``dali.device: cpu``).
+
+solo builds every DALI pipeline with ``device_id=local_rank``, which DALI refuses without CUDA;
+CPU-only pipelines need ``device_id=None``. With CUDA present solo's own setup runs unchanged.
+"""
+
+from typing import Optional
+
+import torch
+from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+from solo.data.dali_dataloader import (
+    ClassificationDALIDataModule,
+    PretrainDALIDataModule,
+    PretrainPipelineBuilder,
+    PretrainWrapper,
+    Wrapper,
+)
+
+
+def _cpu_pipeline(builder):
+    """Builds a solo pipeline builder's pipeline in DALI's CPU-only mode."""
+    pipeline = builder.pipeline(
+        batch_size=builder.batch_size,
+        num_threads=builder.num_threads,
+        device_id=None,
+        seed=builder.seed,
+    )
+    pipeline.build()
+    return pipeline
+
+
+class PretrainDALI(PretrainDALIDataModule):
+    """``PretrainDALIDataModule`` that also works where CUDA is absent."""
+
+    def setup(self, stage: Optional[str] = None):
+        if torch.cuda.is_available():
+            return super().setup(stage)
+        rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        self.device_id, self.shard_id, self.num_shards = self.trainer.local_rank, rank, world_size
+        self.device = torch.device("cpu")
+        builder = PretrainPipelineBuilder(
+            self.train_data_path,
+            batch_size=self.batch_size,
+            device="cpu",
+            transforms=self.transforms,
+            device_id=self.device_id,  # only offsets the seed here
+            shard_id=rank,
+            num_shards=world_size,
+            num_threads=self.num_workers,
+            no_labels=self.no_labels,
+            encode_indexes_into_labels=self.encode_indexes_into_labels,
+            data_fraction=self.data_fraction,
+        )
+        pipeline = _cpu_pipeline(builder)
+        self.train_loader = PretrainWrapper(
+            model_batch_size=self.batch_size,
+            model_rank=self.device_id,
+            model_device=self.device,
+            dataset_size=pipeline.epoch_size("Reader"),
+            conversion_map=builder.conversion_map if self.encode_indexes_into_labels else None,
+            pipelines=pipeline,
+            output_map=[f"large{i}" for i in range(self.num_large_crops)]
+            + [f"small{i}" for i in range(self.num_small_crops)]
+            + ["label"],
+            reader_name="Reader",
+            last_batch_policy=LastBatchPolicy.DROP,
+            auto_reset=True,
+        )
+
+
+class ClassificationDALI(ClassificationDALIDataModule):
+    """``ClassificationDALIDataModule`` that also works where CUDA is absent."""
+
+    def setup(self, stage: Optional[str] = None):
+        if torch.cuda.is_available():
+            return super().setup(stage)
+        rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        self.device_id, self.shard_id, self.num_shards = self.trainer.local_rank, rank, world_size
+        self.device = torch.device("cpu")
+        loaders = []
+        for path, validation in ((self.train_data_path, False), (self.val_data_path, True)):
+            builder = self.pipeline_class(
+                path,
+                validation=validation,
+                batch_size=self.batch_size,
+                device="cpu",
+                device_id=self.device_id,
+                shard_id=rank,
+                num_shards=world_size,
+                num_threads=self.num_workers,
+                data_fraction=-1.0 if validation else self.data_fraction,
+            )
+            pipeline = _cpu_pipeline(builder)
+            loaders.append(
+                Wrapper(
+                    pipelines=pipeline,
+                    dataset_size=pipeline.epoch_size("Reader"),
+                    output_map=["x", "label"],
+                    reader_name="Reader",
+                    # every validation image counts; training drops the ragged last batch
+                    last_batch_policy=LastBatchPolicy.PARTIAL
+                    if validation
+                    else LastBatchPolicy.DROP,
+                    auto_reset=True,
+                )
+            )
+        self.train_loader, self.val_loader = loaders

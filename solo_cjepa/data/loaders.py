@@ -1,0 +1,161 @@
+"""Datasets and loaders of the launchers: solo-learn's for its datasets, ours for Fashion-MNIST,
+and evaluation transforms at the training image size with the pretraining normalisation (solo's
+transforms for custom and ImageNet data are fixed at 224 px, which breaks small ViTs).
+"""
+
+from typing import Callable, Optional, Sequence, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+from solo.data import classification_dataloader, pretrain_dataloader
+from solo.data.pretrain_dataloader import (
+    FullTransformPipeline,
+    NCropAugmentation,
+    build_transform_pipeline,
+    dataset_with_index,
+)
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from solo_cjepa.data import fashion_mnist
+from solo_cjepa.errors import ConfigError
+
+IMAGE_FOLDERS = ("imagenet", "imagenet100", "custom")
+
+
+def normalization(dataset: str, mean: Optional[Sequence] = None, std: Optional[Sequence] = None):
+    """The ``Normalize`` that solo's pretraining pipeline uses for ``dataset`` (its own statistics
+    for cifar/stl/imagenet, else ``mean``/``std``, else ImageNet's)."""
+    plain = OmegaConf.create(
+        {
+            "crop_size": 1,
+            "rrc": {"enabled": False},
+            **{aug: {"prob": 0.0} for aug in ("color_jitter", "grayscale", "gaussian_blur")},
+            **{aug: {"prob": 0.0} for aug in ("solarization", "equalization", "horizontal_flip")},
+            **({"mean": list(mean), "std": list(std)} if mean is not None else {}),
+        }
+    )
+    return build_transform_pipeline(dataset, plain).transforms[-1]
+
+
+def eval_transform(dataset: str, size: int, normalize: Callable) -> Callable:
+    """Validation transform at ``size`` px: photos are resized to size*256/224 and centre-cropped,
+    as ImageNet evaluation does; the small, centred datasets are resized whole."""
+    if dataset in IMAGE_FOLDERS:
+        resize = [transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size)]
+    else:
+        resize = [transforms.Resize((size, size))]
+    return transforms.Compose([*resize, transforms.ToTensor(), normalize])
+
+
+def linear_train_transform(size: int, normalize: Callable) -> Callable:
+    """solo-learn's linear-evaluation augmentation, at ``size`` px."""
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size, scale=(0.08, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+
+
+def _data_error(data: DictConfig, err: Exception) -> ConfigError:
+    return ConfigError(
+        f"data.dataset={data.dataset!r}: cannot read or download it from data.train_path="
+        f"{data.train_path!r} / data.val_path={data.get('val_path')!r} "
+        f"({type(err).__name__}: {err})"
+    )
+
+
+def pretrain_dataset(cfg: DictConfig) -> Dataset:
+    """Training set yielding ``(index, [crops], target)``, crops as ``cfg.augmentations`` says."""
+    data = cfg.data
+    transform = FullTransformPipeline(
+        [
+            NCropAugmentation(build_transform_pipeline(data.dataset, aug), aug.num_crops)
+            for aug in cfg.augmentations
+        ]
+    )
+    if data.dataset == fashion_mnist.NAME:
+        return dataset_with_index(fashion_mnist.FashionMNIST)(
+            data.train_path, True, transform, data.download_dir, data.fraction
+        )
+    try:
+        return pretrain_dataloader.prepare_datasets(
+            data.dataset,
+            transform,
+            train_data_path=data.train_path,
+            data_format="image_folder" if data.format == "dali" else data.format,
+            no_labels=data.no_labels,
+            data_fraction=data.fraction,
+        )
+    except (OSError, RuntimeError) as err:  # missing files, or a failed CIFAR/STL download
+        raise _data_error(data, err) from None
+
+
+def classification_datasets(
+    cfg: DictConfig, train_transform: Callable, val_transform: Callable
+) -> Tuple[Dataset, Dataset]:
+    """Labelled train and validation sets of ``cfg.data`` (image folders in place of DALI)."""
+    data = cfg.data
+    if data.dataset == fashion_mnist.NAME:
+        return tuple(
+            fashion_mnist.FashionMNIST(path, train, transform, data.download_dir, fraction)
+            for path, train, transform, fraction in (
+                (data.train_path, True, train_transform, data.fraction),
+                (data.val_path, False, val_transform, -1.0),
+            )
+        )
+    try:
+        return classification_dataloader.prepare_datasets(
+            data.dataset,
+            train_transform,
+            val_transform,
+            train_data_path=data.train_path,
+            val_data_path=data.val_path,
+            data_format="image_folder" if data.format == "dali" else data.format,
+            data_fraction=data.fraction,
+        )
+    except (OSError, RuntimeError) as err:
+        raise _data_error(data, err) from None
+
+
+def pretrain_val_loader(cfg: DictConfig) -> Optional[DataLoader]:
+    """Loader for the online classifiers' validation, at the size of the training crops; ``None``
+    where solo-learn has none (image folders without ``val_path``, unlabelled custom data)."""
+    data = cfg.data
+    if data.dataset in IMAGE_FOLDERS and (data.val_path is None or data.no_labels):
+        return None
+    first = cfg.augmentations[0]
+    normalize = normalization(data.dataset, first.get("mean"), first.get("std"))
+    val_transform = eval_transform(data.dataset, first.crop_size, normalize)
+    _, val_dataset = classification_datasets(cfg, val_transform, val_transform)
+    return DataLoader(
+        val_dataset, batch_size=cfg.optimizer.batch_size, num_workers=data.num_workers
+    )
+
+
+def linear_loaders(cfg: DictConfig) -> Tuple[DataLoader, DataLoader]:
+    """Train and validation loaders for linear evaluation at ``data.augmentations.crop_size``."""
+    aug = cfg.data.augmentations
+    normalize = normalization(cfg.data.dataset, aug.mean, aug.std)
+    if cfg.auto_augment:
+        from timm.data import create_transform
+
+        train_transform = create_transform(
+            input_size=aug.crop_size,
+            is_training=True,
+            auto_augment="rand-m9-mstd0.5-inc1",
+            interpolation="bicubic",
+            re_prob=0.25,
+            re_mode="pixel",
+            mean=normalize.mean,
+            std=normalize.std,
+        )
+    else:
+        train_transform = linear_train_transform(aug.crop_size, normalize)
+    val_transform = eval_transform(cfg.data.dataset, aug.crop_size, normalize)
+    train, val = classification_datasets(cfg, train_transform, val_transform)
+    return classification_dataloader.prepare_dataloaders(
+        train, val, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
+    )
