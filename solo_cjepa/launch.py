@@ -1,0 +1,275 @@
+"""The run sequences behind ``main_pretrain.py`` and ``main_linear.py``: solo-learn's launchers
+expressed through its public API, plus hardware normalisation, input checks, Fashion-MNIST,
+DALI on CPU, a CSV logger when W&B is off, exact resume and strict linear-evaluation loading.
+"""
+
+import contextlib
+import inspect
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.strategies.ddp import DDPStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from omegaconf import DictConfig, OmegaConf
+from solo.args.linear import parse_cfg as parse_linear_cfg
+from solo.args.pretrain import parse_cfg as parse_pretrain_cfg
+from solo.data.pretrain_dataloader import (
+    FullTransformPipeline,
+    NCropAugmentation,
+    prepare_dataloader,
+)
+from solo.methods import METHODS
+from solo.methods.base import BaseMethod
+from solo.methods.linear import LinearModel
+from solo.utils.auto_resumer import AutoResumer
+from solo.utils.checkpointer import Checkpointer
+from solo.utils.misc import make_contiguous, omegaconf_select
+from torch import nn
+
+import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
+from solo_cjepa.backbone_loading import load_pretrained_backbone
+from solo_cjepa.config_checks import check_linear_cfg, check_pretrain_cfg
+from solo_cjepa.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
+from solo_cjepa.epoch_seed import EpochSeed
+from solo_cjepa.errors import ConfigError
+from solo_cjepa.hardware import normalise_hardware, trainer_devices
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Turns a :class:`ConfigError` into a one-line message and exit status 1."""
+    try:
+        yield
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
+    """Normalises, checks and parses (solo's ``parse_cfg``) a composed pretraining cfg."""
+    OmegaConf.set_struct(cfg, False)
+    normalise_hardware(cfg)
+    check_pretrain_cfg(cfg)
+    return parse_pretrain_cfg(cfg)
+
+
+def build_method(cfg: DictConfig) -> LightningModule:
+    """Instantiates ``METHODS[cfg.method]``; the method's own setting checks become ConfigErrors."""
+    try:
+        return METHODS[cfg.method](cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _run_dir(logdir: str) -> str:
+    existing = set(os.listdir(logdir)) if os.path.isdir(logdir) else set()
+    while (version := f"csv-{Checkpointer.random_string()}") in existing:
+        pass
+    return version
+
+
+def _logger(
+    cfg: DictConfig, model: LightningModule, logdir: str, wandb_run_id: Optional[str]
+) -> Logger:
+    """W&B as in solo-learn, or else a CSV file in the run's checkpoint folder
+    (``<checkpoint.dir>/<method or linear>/<version>/metrics.csv``)."""
+    if cfg.wandb.enabled:
+        logger = WandbLogger(
+            name=cfg.name,
+            project=cfg.wandb.project,
+            entity=cfg.wandb.entity,
+            offline=cfg.wandb.offline,
+            resume="allow" if wandb_run_id else None,
+            id=wandb_run_id,
+        )
+        logger.watch(model, log="gradients", log_freq=100)
+    else:
+        logger = CSVLogger(save_dir=logdir, name="", version=_run_dir(logdir))
+    logger.log_hyperparams(OmegaConf.to_container(cfg))
+    return logger
+
+
+def _resume_point(cfg: DictConfig, logdir: str) -> Tuple[Optional[str], Optional[str]]:
+    """Checkpoint to resume from (``resume_from_checkpoint``, else the newest matching run in
+    ``logdir`` when ``auto_resume.enabled``) and its W&B run id."""
+    if cfg.resume_from_checkpoint is not None:
+        return cfg.resume_from_checkpoint, None
+    if cfg.auto_resume.enabled:
+        resumer = AutoResumer(checkpoint_dir=logdir, max_hours=cfg.auto_resume.max_hours)
+        ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
+        if ckpt_path is not None:
+            rank_zero_info(f"[solo-cjepa] resuming from {ckpt_path}")
+        return ckpt_path, wandb_run_id
+    return None, None
+
+
+def _fit(
+    cfg: DictConfig,
+    model: LightningModule,
+    logdir: str,
+    callbacks: Sequence[Callback],
+    **data,
+) -> Trainer:
+    """Adds checkpointing, logging and resume to ``model`` and trains it on ``data``."""
+    ckpt_path, wandb_run_id = _resume_point(cfg, logdir)
+    callbacks: List[Callback] = [EpochSeed(cfg.seed), *callbacks]
+    if cfg.checkpoint.enabled:
+        callbacks.append(
+            Checkpointer(
+                cfg,
+                logdir=logdir,
+                frequency=cfg.checkpoint.frequency,
+                keep_prev=cfg.checkpoint.keep_prev,
+            )
+        )
+    logger = _logger(cfg, model, logdir, wandb_run_id)
+    callbacks.append(LearningRateMonitor(logging_interval="step"))
+
+    valid = inspect.signature(Trainer.__init__).parameters
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg).items() if k in valid}
+    kwargs.update(
+        devices=trainer_devices(cfg),
+        strategy=DDPStrategy(find_unused_parameters=False)
+        if cfg.strategy == "ddp"
+        else cfg.strategy,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+    )
+    trainer = Trainer(**kwargs)
+    trainer.fit(model, ckpt_path=ckpt_path, **data)
+    return trainer
+
+
+def _channels_last(cfg: DictConfig, model: LightningModule) -> LightningModule:
+    make_contiguous(model)
+    if not cfg.performance.disable_channel_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
+    """Pretrains ``cfg.method`` as solo-learn's ``main_pretrain.py`` does; returns the trainer."""
+    cfg = prepare_pretrain_cfg(cfg)
+    seed_everything(cfg.seed)
+    model = _channels_last(cfg, build_method(cfg))
+    val_loader = pretrain_val_loader(cfg)
+
+    if cfg.data.format == "dali":
+        from solo.data.dali_dataloader import build_transform_pipeline_dali
+
+        from solo_cjepa.data.dali import PretrainDALI
+
+        transform = FullTransformPipeline(
+            [
+                NCropAugmentation(
+                    build_transform_pipeline_dali(
+                        cfg.data.dataset, aug, dali_device=cfg.dali.device
+                    ),
+                    aug.num_crops,
+                )
+                for aug in cfg.augmentations
+            ]
+        )
+        datamodule = PretrainDALI(
+            dataset=cfg.data.dataset,
+            train_data_path=cfg.data.train_path,
+            transforms=transform,
+            num_large_crops=cfg.data.num_large_crops,
+            num_small_crops=cfg.data.num_small_crops,
+            num_workers=cfg.data.num_workers,
+            batch_size=cfg.optimizer.batch_size,
+            no_labels=cfg.data.no_labels,
+            data_fraction=cfg.data.fraction,
+            dali_device=cfg.dali.device,
+            encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
+        )
+        if val_loader is not None:
+            # solo-learn's choice: validate with torchvision to save GPU memory
+            datamodule.val_dataloader = lambda: val_loader
+        data = {"datamodule": datamodule}
+    else:
+        train_dataset = pretrain_dataset(cfg)
+        if cfg.debug_augmentations:
+            print("Transforms:", train_dataset.transform, sep="\n")
+        train_loader = prepare_dataloader(
+            train_dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
+        )
+        data = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
+
+    if omegaconf_select(cfg, "auto_umap.enabled", False):
+        from solo.utils.auto_umap import AutoUMAP
+
+        umap_dir = os.path.join(cfg.auto_umap.dir, cfg.method)
+        callbacks = [
+            *callbacks,
+            AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
+        ]
+    return _fit(cfg, model, os.path.join(cfg.checkpoint.dir, cfg.method), callbacks, **data)
+
+
+def _linear_backbone(cfg: DictConfig) -> nn.Module:
+    backbone = BaseMethod._BACKBONES[cfg.backbone.name](
+        method=cfg.pretrain_method, **cfg.backbone.kwargs
+    )
+    if cfg.backbone.name.startswith("resnet"):
+        # the surgery BaseMethod applies when pretraining, so the weights fit
+        backbone.fc = nn.Identity()
+        if cfg.data.dataset in ("cifar10", "cifar100"):
+            backbone.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+            backbone.maxpool = nn.Identity()
+    load_pretrained_backbone(backbone, cfg.pretrained_feature_extractor, cfg.pretrained_encoder)
+    return backbone
+
+
+def _linear_loss(cfg: DictConfig):
+    """Loss and optional mixup/cutmix of solo-learn's linear evaluation and fine-tuning."""
+    from timm.data.mixup import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            label_smoothing=cfg.label_smoothing,
+            num_classes=cfg.data.num_classes,
+        )
+        return SoftTargetCrossEntropy(), mixup  # the mixup targets carry the smoothing
+    if cfg.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing), None
+    return nn.CrossEntropyLoss(), None
+
+
+def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
+    """Linear evaluation (or fine-tuning) of a pretrained encoder, as solo-learn's
+    ``main_linear.py``, but with strict loading and ``pretrained_encoder: context | target``."""
+    OmegaConf.set_struct(cfg, False)
+    normalise_hardware(cfg)
+    check_linear_cfg(cfg)
+    cfg = parse_linear_cfg(cfg)
+    seed_everything(cfg.seed)
+
+    loss_func, mixup = _linear_loss(cfg)
+    model = LinearModel(_linear_backbone(cfg), loss_func=loss_func, mixup_func=mixup, cfg=cfg)
+    model = _channels_last(cfg, model)
+    train_loader, val_loader = linear_loaders(cfg)
+    if cfg.data.format == "dali":
+        from solo_cjepa.data.dali import ClassificationDALI
+
+        datamodule = ClassificationDALI(
+            dataset=cfg.data.dataset,
+            train_data_path=cfg.data.train_path,
+            val_data_path=cfg.data.val_path,
+            num_workers=cfg.data.num_workers,
+            batch_size=cfg.optimizer.batch_size,
+            data_fraction=cfg.data.fraction,
+            dali_device=cfg.dali.device,
+        )
+        datamodule.val_dataloader = lambda: val_loader
+        data = {"datamodule": datamodule}
+    else:
+        data = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
+    return _fit(cfg, model, os.path.join(cfg.checkpoint.dir, "linear"), callbacks, **data)
