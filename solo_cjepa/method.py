@@ -56,14 +56,17 @@ class CJEPA(BaseMomentumMethod):
         check_token_vit(self.backbone)
         grid_size = tuple(self.backbone.patch_embed.grid_size)
 
-        self.mask_generator = MultiBlockMaskGenerator(
-            grid_size,
-            num_targets=kwargs.num_targets,
-            target_scale=tuple(kwargs.target_scale),
-            target_aspect_ratio=tuple(kwargs.target_aspect_ratio),
-            context_scale=tuple(kwargs.context_scale),
-            min_keep=kwargs.min_keep,
-        )
+        try:
+            self.mask_generator = MultiBlockMaskGenerator(
+                grid_size,
+                num_targets=kwargs.num_targets,
+                target_scale=tuple(kwargs.target_scale),
+                target_aspect_ratio=tuple(kwargs.target_aspect_ratio),
+                context_scale=tuple(kwargs.context_scale),
+                min_keep=kwargs.min_keep,
+            )
+        except ValueError as err:  # name the cfg section the mask settings live in
+            raise ValueError(f"method_kwargs: {err}") from err
         self.predictor = JEPAPredictor(
             grid_size,
             self.features_dim,
