@@ -2,11 +2,17 @@
 transform pipeline, and a CPU trainer. (Not named ``tests.*``: solo-learn's wheel ships a
 top-level ``tests`` package.)"""
 
+import gzip
+import os
+from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import torch
-from lightning.pytorch import Trainer
+from hydra import compose, initialize_config_dir
+from lightning.pytorch import Callback, Trainer
 from omegaconf import OmegaConf
+from PIL import Image
 from solo.data.pretrain_dataloader import (
     FullTransformPipeline,
     NCropAugmentation,
@@ -119,3 +125,86 @@ def image_batch(batch_size: int = 4, num_large_crops: int = 1, labeled: bool = T
     crops = [torch.randn(batch_size, 3, IMG_SIZE, IMG_SIZE) for _ in range(num_large_crops)]
     targets = torch.randint(0, 10, (batch_size,)) if labeled else torch.full((batch_size,), -1)
     return [torch.arange(batch_size), crops, targets]
+
+
+# --- launcher tests: shipped yamls, data on disk, a step recorder --------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def compose_config(kind: str, dataset: str, name: str, overrides=()):
+    """The shipped ``scripts/<kind>/<dataset>/<name>.yaml``, composed by hydra as in a launcher."""
+    config_dir = str(REPO / "scripts" / kind / dataset)
+    with initialize_config_dir(config_dir=config_dir, version_base="1.2"):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def fashion_mnist_dir(tmp_path: Path, num_train: int = 200, num_test: int = 100) -> Path:
+    """Debian's Fashion-MNIST when installed, else generated IDX files of the same layout."""
+    if DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", num_train), ("t10k", num_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+def image_folder(root: Path, num_classes: int = 2, per_class: int = 8, size: int = 40) -> Path:
+    """A folder of random JPEGs in class sub-folders."""
+    rng = np.random.default_rng(0)
+    for c in range(num_classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.jpg")
+    return root
+
+
+def fast_overrides(checkpoint_dir: Path, steps: int = 2) -> List[str]:
+    """Shrinks any shipped pretraining yaml to a few CPU steps of vit_nano."""
+    return [
+        "backbone.name=vit_nano",
+        "optimizer.batch_size=8",
+        "data.num_workers=0",
+        f"checkpoint.dir={checkpoint_dir}",
+        f"+limit_train_batches={steps}",
+        "+limit_val_batches=2",
+        "+num_sanity_val_steps=0",
+        "+enable_progress_bar=False",
+        "+enable_model_summary=False",
+        "max_epochs=1",
+    ]
+
+
+class StepRecorder(Callback):
+    """Records, per optimiser step: loss, learning rates, weight decays and the EMA tau."""
+
+    def __init__(self):
+        self.steps = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        optimizer = trainer.optimizers[0]
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.steps[trainer.global_step] = {
+            "loss": float(loss),
+            "lr": [group["lr"] for group in optimizer.param_groups],
+            "weight_decay": [group["weight_decay"] for group in optimizer.param_groups],
+            "tau": pl_module.momentum_updater.cur_tau,
+        }
+
+
+def run_dirs(checkpoint_dir: Path, method: str) -> List[Path]:
+    """Run folders under ``<checkpoint_dir>/<method>``, oldest first."""
+    root = Path(checkpoint_dir) / method
+    runs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    return sorted(runs, key=os.path.getmtime)
