@@ -19,7 +19,7 @@ from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regula
 from solo_cjepa.masks import MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
 from solo_cjepa.pos_embed import sincos_pos_embed
-from solo_cjepa.predictor import JEPAPredictor
+from solo_cjepa.predictor import PREDICTOR_LAYOUTS, JEPAPredictor
 from solo_cjepa.schedules import LinearMomentumUpdater, cosine_ramp
 from solo_cjepa.vit_tokens import check_token_vit, embed_patches, encode, select_tokens
 
@@ -39,6 +39,8 @@ class CJEPA(BaseMomentumMethod):
         Extra cfg settings (defaults in ``add_and_assert_specific_cfg``):
             method_kwargs:
                 pred_depth, pred_embed_dim, pred_num_heads (None: the encoder's heads): predictor.
+                pred_layout (repeat | single): I-JEPA's one sequence per target block, or one
+                    sequence per image (about half the predictor's cost; see JEPAPredictor).
                 num_targets, target_scale, target_aspect_ratio, context_scale, min_keep: masks.
                 loss_type (smooth_l1 | mse): prediction loss.
                 vicreg_weight, sim_weight, var_weight, cov_weight: VICReg term and its weights.
@@ -73,6 +75,7 @@ class CJEPA(BaseMomentumMethod):
             predictor_embed_dim=kwargs.pred_embed_dim,
             depth=kwargs.pred_depth,
             num_heads=kwargs.pred_num_heads or self.backbone.blocks[0].attn.num_heads,
+            layout=kwargs.pred_layout,
         )
         if kwargs.fixed_pos_embed:
             pos_embed = sincos_pos_embed(self.features_dim, grid_size)[None]
@@ -123,6 +126,7 @@ class CJEPA(BaseMomentumMethod):
             "pred_depth": 6,
             "pred_embed_dim": 384,
             "pred_num_heads": None,
+            "pred_layout": "repeat",
             "num_targets": 4,
             "target_scale": [0.15, 0.2],
             "target_aspect_ratio": [0.75, 1.5],
@@ -144,6 +148,11 @@ class CJEPA(BaseMomentumMethod):
         _require(
             kwargs.loss_type in JEPA_LOSSES,
             f"method_kwargs.loss_type must be one of {JEPA_LOSSES}, got {kwargs.loss_type!r}",
+        )
+        _require(
+            kwargs.pred_layout in PREDICTOR_LAYOUTS,
+            f"method_kwargs.pred_layout must be one of {PREDICTOR_LAYOUTS}, "
+            f"got {kwargs.pred_layout!r}",
         )
         _require(
             kwargs.target_embedding in TARGET_EMBEDDINGS,

@@ -1,10 +1,12 @@
 """The JEPA predictor: a narrow transformer that predicts target-block embeddings from context.
 
-Shapes follow ``facebookresearch/ijepa:src/models/vision_transformer.py``
-(``VisionTransformerPredictor``): every target block is its own sequence made of the context tokens
-followed by one mask token per target position, so the context is repeated M times.
+The default layout is ``facebookresearch/ijepa``'s ``VisionTransformerPredictor``: every target
+block is its own sequence of the context tokens and one mask token per target position, so the
+context is repeated M times. ``layout="single"`` runs one sequence per image instead (see
+``JEPAPredictor``), about half the tokens at I-JEPA's mask sizes.
 """
 
+import inspect
 from functools import partial
 
 import torch
@@ -12,6 +14,8 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from solo_cjepa.pos_embed import sincos_pos_embed
+
+PREDICTOR_LAYOUTS = ("repeat", "single")
 
 
 class JEPAPredictor(nn.Module):
@@ -23,6 +27,7 @@ class JEPAPredictor(nn.Module):
         depth: int = 6,
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
+        layout: str = "repeat",
     ):
         """Predictor of I-JEPA.
 
@@ -33,8 +38,19 @@ class JEPAPredictor(nn.Module):
             depth: number of transformer blocks.
             num_heads: attention heads (I-JEPA uses the encoder's head count).
             mlp_ratio: hidden width of the blocks' MLP relative to P.
+            layout: ``"repeat"``, I-JEPA's: one sequence per target block, the context tokens
+                attending to the context and to that block's mask tokens. ``"single"``: one
+                sequence per image, ``Kc + M*Kt`` tokens instead of ``M*(Kc + Kt)``, in which the
+                context attends to the context only and each block's mask tokens to the context
+                and their own block. Its predictions are exactly those of I-JEPA's layout with
+                the context not attending to the mask tokens.
         """
         super().__init__()
+        if layout not in PREDICTOR_LAYOUTS:
+            raise ValueError(f"layout must be one of {PREDICTOR_LAYOUTS}, got {layout!r}")
+        if layout == "single" and "attn_mask" not in inspect.signature(Block.forward).parameters:
+            raise ValueError('layout "single" needs a timm whose ViT Block takes attn_mask')
+        self.layout = layout
         if predictor_embed_dim % num_heads:
             raise ValueError(
                 f"pred_embed_dim={predictor_embed_dim} must be divisible by "
@@ -80,8 +96,22 @@ class JEPAPredictor(nn.Module):
         B, M, Kt = target_idx.shape
         Kc = context.shape[1]
         x = self.embed(context) + self.pos_embed[context_idx]  # [B, Kc, P]
-        x = x.unsqueeze(1).expand(-1, M, -1, -1).reshape(B * M, Kc, -1)  # [B*M, Kc, P]
-        queries = self.mask_token + self.pos_embed[target_idx].reshape(B * M, Kt, -1)
-        x = self.blocks(torch.cat([x, queries], dim=1))  # [B*M, Kc+Kt, P]
-        x = self.proj(self.norm(x[:, Kc:]))  # [B*M, Kt, D]
+        queries = self.mask_token + self.pos_embed[target_idx]  # [B, M, Kt, P]
+        if self.layout == "single":
+            x = torch.cat([x, queries.flatten(1, 2)], dim=1)  # [B, Kc+M*Kt, P]
+            mask = self._single_sequence_mask(Kc, M, Kt, x.device)
+            for block in self.blocks:
+                x = block(x, attn_mask=mask)
+        else:
+            # One copy builds the M sequences straight from the broadcast context.
+            x = torch.cat([x.unsqueeze(1).expand(-1, M, -1, -1), queries], dim=2)
+            x = self.blocks(x.flatten(0, 1))  # [B*M, Kc+Kt, P]
+        x = self.proj(self.norm(x[:, Kc:]))  # [B, M*Kt, D] or [B*M, Kt, D]
         return x.reshape(B, M, Kt, -1)
+
+    @staticmethod
+    def _single_sequence_mask(Kc: int, M: int, Kt: int, device: torch.device) -> torch.Tensor:
+        """``[L, L]`` boolean attention mask (True: may attend) of the single layout."""
+        block = torch.arange(Kc + M * Kt, device=device)
+        block = torch.where(block < Kc, -1, (block - Kc) // Kt)  # -1: context, m: target block m
+        return (block[None, :] == -1) | (block[:, None] == block[None, :])
