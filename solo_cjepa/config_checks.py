@@ -70,6 +70,11 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
             f"data.format=dali works for data.dataset in {list(DALI_DATASETS)}, got "
             f"{data.dataset!r}; use data.format=image_folder",
         )
+        _require(
+            data.num_workers >= 1,
+            f"data.num_workers is DALI's thread count with data.format=dali: must be >= 1, "
+            f"got {data.num_workers}",
+        )
         try:
             import nvidia.dali  # noqa: F401
         except ImportError:
@@ -223,6 +228,10 @@ def check_linear_cfg(cfg: DictConfig) -> None:
     _one_of(cfg, "pretrained_encoder", ENCODERS)
     _one_of(cfg, "backbone.name", sorted(BaseMethod._BACKBONES))
     _check_data(cfg, labelled_val=True)
+    _require(
+        cfg.data.format != "dali" or not omegaconf_select(cfg, "auto_augment", False),
+        "auto_augment must be False with data.format=dali (no RandAugment in solo's DALI pipeline)",
+    )
     crop_size = omegaconf_select(cfg, "data.augmentations.crop_size", 224)
     _check_vit_sizes(cfg, [crop_size], "data.augmentations.crop_size")
     _check_optimizer(cfg, LinearModel._OPTIMIZERS, LinearModel._SCHEDULERS)

@@ -49,7 +49,14 @@ def _device_ids(devices, accelerator: str) -> List[int]:
     else:
         raise error
     if accelerator == "cpu":
-        return list(range(len(ids)))  # on CPU only the number of processes matters
+        if isinstance(devices, int):
+            return ids  # an explicit process count: CPU DDP (gloo)
+        if len(ids) > 1:
+            rank_zero_info(
+                f"[solo-cjepa] devices={ids} names GPUs, which this machine lacks: one CPU process "
+                "(devices=N runs N CPU processes)"
+            )
+        return [0]
     if max(ids) >= available:
         raise ConfigError(
             f"devices={ids} asks for GPU {max(ids)}, but this machine has {available} GPU(s) "

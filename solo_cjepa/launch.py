@@ -243,18 +243,26 @@ def _linear_loss(cfg: DictConfig):
     return nn.CrossEntropyLoss(), None
 
 
-def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
-    """Linear evaluation (or fine-tuning) of a pretrained encoder, as solo-learn's
-    ``main_linear.py``, but with strict loading and ``pretrained_encoder: context | target``."""
+def prepare_linear_cfg(cfg: DictConfig) -> DictConfig:
+    """Normalises, checks and parses (solo's linear ``parse_cfg``) a composed linear cfg."""
     OmegaConf.set_struct(cfg, False)
     normalise_hardware(cfg)
     check_linear_cfg(cfg)
-    cfg = parse_linear_cfg(cfg)
-    seed_everything(cfg.seed)
+    return parse_linear_cfg(cfg)
 
+
+def build_linear_model(cfg: DictConfig) -> LinearModel:
+    """solo's ``LinearModel`` around the strictly loaded pretrained encoder."""
     loss_func, mixup = _linear_loss(cfg)
-    model = LinearModel(_linear_backbone(cfg), loss_func=loss_func, mixup_func=mixup, cfg=cfg)
-    model = _channels_last(cfg, model)
+    return LinearModel(_linear_backbone(cfg), loss_func=loss_func, mixup_func=mixup, cfg=cfg)
+
+
+def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
+    """Linear evaluation (or fine-tuning) of a pretrained encoder, as solo-learn's
+    ``main_linear.py``, but with strict loading and ``pretrained_encoder: context | target``."""
+    cfg = prepare_linear_cfg(cfg)
+    seed_everything(cfg.seed)
+    model = _channels_last(cfg, build_linear_model(cfg))
     train_loader, val_loader = linear_loaders(cfg)
     if cfg.data.format == "dali":
         from solo_cjepa.data.dali import ClassificationDALI
