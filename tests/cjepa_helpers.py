@@ -174,6 +174,7 @@ def fast_overrides(checkpoint_dir: Path, steps: int = 2) -> List[str]:
     """Shrinks any shipped pretraining yaml to a few CPU steps of vit_nano."""
     return [
         "backbone.name=vit_nano",
+        "devices=1",
         "optimizer.batch_size=8",
         "data.num_workers=0",
         f"checkpoint.dir={checkpoint_dir}",
