@@ -154,17 +154,21 @@ class MultiBlockMaskGenerator:
             )
 
         # Context block minus targets, then equalised around the batch mean (module docstring).
-        pos = torch.arange(self.num_patches, device=covered.device)
-        row, col = pos // self.width, pos % self.width
+        # Few passes over [B, N]: on a CPU each is a parallel region, costly on a busy machine.
         ctop, cleft = self._corners((B, 1), ch, cw, device, generator)
-        in_block = (row >= ctop) & (row < ctop + ch) & (col >= cleft) & (col < cleft + cw)
-        in_context = in_block & ~covered  # [B, N]
+        rows = torch.arange(self.height, device=covered.device)
+        cols = torch.arange(self.width, device=covered.device)
+        in_rows = (rows >= ctop) & (rows < ctop + ch)  # [B, H]
+        in_cols = (cols >= cleft) & (cols < cleft + cw)  # [B, W]
+        in_context = (in_rows[:, :, None] & in_cols[:, None, :]).flatten(1) & ~covered  # [B, N]
         mean_size = round(in_context.sum(1).float().mean().item())
-        available = int((~covered).sum(1).min())
+        available = self.num_patches - int(covered.sum(1).max())
         num_context = min(max(mean_size, self.min_keep), available)
 
         score = torch.rand(B, self.num_patches, device=covered.device, generator=generator)
-        score = (score + in_context.float()).masked_fill_(covered, -1.0)
+        # Context patches rank first, then free ones; covered ones fall below 0 (add_ rather than
+        # masked_fill_, which is slow on CPU).
+        score.add_(in_context).add_(covered, alpha=-2)
         context_idx = score.topk(num_context, dim=1, sorted=False).indices.sort(dim=1).values
         return context_idx, target_idx
 
