@@ -29,23 +29,31 @@ def _cpu_pipeline(builder):
     return pipeline
 
 
-class PretrainDALI(PretrainDALIDataModule):
-    """``PretrainDALIDataModule`` that also works where CUDA is absent."""
+class _CPUFallback:
+    """Runs solo's ``setup`` where CUDA exists; elsewhere records the process placement as solo's
+    does and builds CPU-only pipelines in ``_setup_cpu``."""
 
     def setup(self, stage: Optional[str] = None):
         if torch.cuda.is_available():
             return super().setup(stage)
-        rank, world_size = self.trainer.global_rank, self.trainer.world_size
-        self.device_id, self.shard_id, self.num_shards = self.trainer.local_rank, rank, world_size
+        self.device_id, self.shard_id = self.trainer.local_rank, self.trainer.global_rank
+        self.num_shards = self.trainer.world_size
         self.device = torch.device("cpu")
+        self._setup_cpu()
+
+
+class PretrainDALI(_CPUFallback, PretrainDALIDataModule):
+    """``PretrainDALIDataModule`` that also works where CUDA is absent."""
+
+    def _setup_cpu(self):
         builder = PretrainPipelineBuilder(
             self.train_data_path,
             batch_size=self.batch_size,
             device="cpu",
             transforms=self.transforms,
             device_id=self.device_id,  # only offsets the seed here
-            shard_id=rank,
-            num_shards=world_size,
+            shard_id=self.shard_id,
+            num_shards=self.num_shards,
             num_threads=self.num_workers,
             no_labels=self.no_labels,
             encode_indexes_into_labels=self.encode_indexes_into_labels,
@@ -68,15 +76,10 @@ class PretrainDALI(PretrainDALIDataModule):
         )
 
 
-class ClassificationDALI(ClassificationDALIDataModule):
+class ClassificationDALI(_CPUFallback, ClassificationDALIDataModule):
     """``ClassificationDALIDataModule`` that also works where CUDA is absent."""
 
-    def setup(self, stage: Optional[str] = None):
-        if torch.cuda.is_available():
-            return super().setup(stage)
-        rank, world_size = self.trainer.global_rank, self.trainer.world_size
-        self.device_id, self.shard_id, self.num_shards = self.trainer.local_rank, rank, world_size
-        self.device = torch.device("cpu")
+    def _setup_cpu(self):
         loaders = []
         for path, validation in ((self.train_data_path, False), (self.val_data_path, True)):
             builder = self.pipeline_class(
@@ -85,8 +88,8 @@ class ClassificationDALI(ClassificationDALIDataModule):
                 batch_size=self.batch_size,
                 device="cpu",
                 device_id=self.device_id,
-                shard_id=rank,
-                num_shards=world_size,
+                shard_id=self.shard_id,
+                num_shards=self.num_shards,
                 num_threads=self.num_workers,
                 data_fraction=-1.0 if validation else self.data_fraction,
             )
