@@ -1,0 +1,170 @@
+"""``python -m solo_cjepa.compare``: two methods for a few steps on a generated image folder give
+a report (Markdown, CSV, decodable PNGs); a failing run is marked without losing the rest; the
+budget and flag logic."""
+
+import csv
+from pathlib import Path
+
+import pytest
+from cjepa_helpers import image_folder
+from PIL import Image
+
+from solo_cjepa.compare.__main__ import build_plan, main
+from solo_cjepa.compare.pipeline import Plan, per_run_minutes, run_comparison
+from solo_cjepa.compare.presets import ABLATIONS, folder_name
+from solo_cjepa.compare.runner import RunSpec, budget_overrides, eta_s
+from solo_cjepa.errors import ConfigError
+
+
+def tiny_overrides(tmp_path: Path):
+    """Shrinks the custom-data yamls to vit_nano on 32 px images of 5 classes, 2 steps."""
+    train = image_folder(tmp_path / "train", num_classes=5, per_class=8, size=32)
+    val = image_folder(tmp_path / "val", num_classes=5, per_class=2, size=32)
+    return [
+        f"data.train_path={train}",
+        f"data.val_path={val}",
+        "data.num_workers=0",
+        "backbone.name=vit_nano",
+        "backbone.kwargs.img_size=32",
+        "backbone.kwargs.patch_size=4",
+        "augmentations.0.crop_size=32",
+        "optimizer.batch_size=8",
+        "++limit_train_batches=2",
+        "++log_every_n_steps=1",
+        "++enable_model_summary=False",
+        "++method_kwargs.min_keep=4",
+        "++method_kwargs.pred_depth=1",
+        "++method_kwargs.pred_embed_dim=32",
+    ]
+
+
+def read_report(out: Path):
+    with open(out / "report.csv") as f:
+        return {row["method"]: row for row in csv.DictReader(f)}
+
+
+def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = [
+        "--dataset",
+        "custom",
+        "--methods",
+        "cjepa",
+        "vicreg",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--", *tiny_overrides(tmp_path)]) == 0
+
+    rows = read_report(out)
+    assert list(rows) == ["cjepa", "vicreg", "raw pixels", "random init (vit_nano)"]
+    for name in ("cjepa", "vicreg"):
+        row = rows[name]
+        assert row["status"] == "ok" and float(row["epochs"]) == 1.0
+        for key in ("images_per_s", "peak_memory_mb", "online_linear_top1", "online_knn_top1"):
+            assert float(row[key]) > 0, key
+        assert 0 <= float(row["offline_logreg_top1"]) <= 100
+        assert 1 <= float(row["feature_rank"]) <= 64
+    assert rows["cjepa"]["encoder"] == "target" and rows["vicreg"]["encoder"] == "context"
+    assert (
+        rows["cjepa"]["online_linear_top1_target"]
+        and not rows["vicreg"]["online_linear_top1_target"]
+    )
+    assert rows["raw pixels"]["status"] == "floor" and rows["raw pixels"]["offline_knn_top1"]
+
+    report = (out / "report.md").read_text()
+    assert "| cjepa | 1.00 |" in report and "random init (vit_nano)" in report
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} == {
+        "accuracy_vs_epoch.png",
+        "accuracy_vs_time.png",
+        "losses.png",
+        "collapse.png",
+    }
+    for png in pngs:
+        with Image.open(png) as image:
+            image.load()
+            assert image.format == "PNG" and min(image.size) > 100
+        assert f"]({png.name})" in report
+    # each run trained in its own folder, through the launcher's CSV logger and checkpointer
+    assert len(list((out / "cjepa").glob("cjepa/*/*.ckpt"))) == 1
+    printed = capsys.readouterr().out
+    assert "[1/2] cjepa:" in printed and "[2/2] vicreg: ok" in printed
+
+
+def test_failed_run_is_marked_and_the_report_still_written(tmp_path):
+    # passes the up-front config checks, fails when the run's Trainer is built
+    broken = RunSpec("broken", "cjepa", ("++accumulate_grad_batches=0",))
+    plan = Plan("custom", [broken], tmp_path / "out", epochs=1, overrides=tiny_overrides(tmp_path))
+    report = run_comparison(plan)
+
+    rows = {row["method"]: row for row in report.rows}
+    assert rows["broken"]["status"] == "failed (exit 1)"
+    assert rows["random init (vit_nano)"]["status"] == "floor"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Failed runs" in text and "**broken** failed (exit 1): ZeroDivisionError" in text
+    assert "broken/train.log" in text
+    assert read_report(tmp_path / "out")["broken"]["status"] == "failed (exit 1)"
+
+
+def test_total_budget_leaves_equal_training_time_or_says_it_cannot():
+    # 60 min, 2 min gone, 80 s per evaluation, 4 runs
+    minutes = per_run_minutes(60, 120, 80, 4)
+    overhead = 4 * (45 + 1.5 * 80) + 120
+    assert minutes == pytest.approx((60 * 60 * 0.92 - overhead) / 4 / 60)
+    with pytest.raises(ConfigError, match="--total-minutes 5 leaves"):
+        per_run_minutes(5, 60, 80, 4)
+
+
+def test_budget_overrides_and_eta():
+    assert budget_overrides(3, None) == ["++max_epochs=3"]
+    assert budget_overrides(None, 90.5) == ["++max_time=00:01:30:30"]
+    progress = {"step": 10, "total_steps": 100, "time_elapsed_s": 20.0}
+    assert eta_s(progress, None) == pytest.approx(180)
+    assert eta_s(progress, 60) == pytest.approx(40)  # the time budget ends first
+    assert eta_s({**progress, "step": 0}, None) is None
+
+
+def test_flags_presets_and_ablation():
+    plan = build_plan(["--preset", "mini", "--out", "x", "--", "++data.fraction=0.5"])
+    assert plan.dataset == "fashion-mnist" and [s.name for s in plan.specs] == [
+        "cjepa",
+        "ijepa",
+        "vicreg",
+        "byol",
+    ]
+    assert (
+        plan.total_minutes == 60
+        and plan.minutes is None
+        and plan.overrides[-1] == "++data.fraction=0.5"
+    )
+    # an explicit per-run budget replaces the preset's total one
+    plan = build_plan(["--preset", "mini", "--minutes", "2"])
+    assert plan.minutes == 2 and plan.total_minutes is None
+
+    plan = build_plan(["--ablation", "vicreg", "--epochs", "1"])
+    assert plan.specs == ABLATIONS["vicreg"] and {s.config_name for s in plan.specs} == {"cjepa"}
+    assert [folder_name(s) for s in plan.specs] == [
+        "neither-i-jepa",
+        "var-cov-only",
+        "invariance-only",
+        "var-cov-invariance-c-jepa",
+    ]
+    with pytest.raises(ConfigError, match="drop --methods"):
+        build_plan(["--ablation", "vicreg", "--methods", "cjepa"])
+    with pytest.raises(ConfigError, match="--minutes must be > 0"):
+        build_plan(["--minutes", "0"])
+    with pytest.raises(SystemExit):
+        build_plan(["--methods", "simclr"])
+
+
+def test_bad_dataset_or_method_setting_stops_before_any_run(tmp_path, capsys):
+    assert main(["--dataset", "mnist", "--out", str(tmp_path)]) == 2
+    assert "--dataset must be one of" in capsys.readouterr().err
+    argv = ["--dataset", "custom", "--methods", "cjepa", "--out", str(tmp_path / "out")]
+    overrides = [*tiny_overrides(tmp_path), "++method_kwargs.loss_type=nonsense"]
+    assert main([*argv, "--", *overrides]) == 2
+    assert "method_kwargs.loss_type must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "cjepa").exists()
