@@ -15,7 +15,8 @@ from solo.methods.linear import LinearModel
 from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.data import DATASETS, fashion_mnist
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.data.loaders import IMAGE_FOLDERS
+from solo_cjepa.errors import ConfigError, note
 
 FORMATS = ("image_folder", "h5", "dali")
 DALI_DATASETS = ("imagenet100", "imagenet", "custom")
@@ -64,6 +65,7 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
     data.num_workers = omegaconf_select(cfg, "data.num_workers", 4)
     data.download_dir = omegaconf_select(cfg, "data.download_dir", "datasets")
     _one_of(cfg, "data.format", FORMATS)
+    _number(cfg, "data.num_workers", 0, integer=True)
     if data.format == "dali":
         _require(
             data.dataset in DALI_DATASETS,
@@ -92,7 +94,6 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
         fraction == -1 or (isinstance(fraction, (int, float)) and 0 < fraction < 1),
         f"data.fraction must be -1 (all data) or in (0, 1), got {fraction!r}",
     )
-    _number(cfg, "data.num_workers", 0, integer=True)
 
     if data.dataset == fashion_mnist.NAME:
         data.train_path = omegaconf_select(cfg, "data.train_path", fashion_mnist.DEBIAN_DIR)
@@ -101,7 +102,7 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
             omegaconf_select(cfg, "data.train_path", None) is not None,
             f"data.train_path must be set for data.dataset={data.dataset!r}",
         )
-    if data.dataset not in ("imagenet", "imagenet100", "custom"):
+    if data.dataset not in IMAGE_FOLDERS:
         # downloadable sets: the validation split lives next to the training one
         data.val_path = omegaconf_select(cfg, "data.val_path", data.train_path)
         return
@@ -138,8 +139,10 @@ def _checkpoint_file(cfg: DictConfig, key: str, example: str) -> None:
     path = omegaconf_select(cfg, key, None)
     if isinstance(path, str) and os.path.isdir(path):
         found = sorted(Path(path).glob("*.ckpt"), key=os.path.getmtime)
-        path = str(found[-1]) if found else path
-        OmegaConf.update(cfg, key, path)
+        if found:
+            path = str(found[-1])
+            OmegaConf.update(cfg, key, path)
+            note(f"{key}={path}")
     _require(
         isinstance(path, str) and path.endswith(CHECKPOINT_SUFFIXES) and os.path.isfile(path),
         f"{key} must be a {'/'.join(CHECKPOINT_SUFFIXES)} file or a run folder holding one "

@@ -1,8 +1,17 @@
-"""The error a launcher reports as one line before training starts: a bad setting or missing data.
-
-Its message names the offending key and the values it accepts.
+"""What the launchers tell the user: :class:`ConfigError`, reported as one line before training
+starts (its message names the offending key and the values it accepts), and :func:`note`.
 """
+
+import sys
+
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 
 class ConfigError(ValueError):
     """A setting or a data path the run cannot use."""
+
+
+@rank_zero_only
+def note(message: str) -> None:
+    """One line on stderr from the first process (hydra's yamls switch Python logging off)."""
+    print(f"[solo-cjepa] {message}", file=sys.stderr, flush=True)

@@ -6,10 +6,9 @@ for the machine at hand, and tells the user what it changed.
 from typing import List, Union
 
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from omegaconf import DictConfig, ListConfig
 
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, note
 
 ACCELERATORS = ("auto", "gpu", "cuda", "cpu")
 PRECISIONS = (
@@ -52,8 +51,8 @@ def _device_ids(devices, accelerator: str) -> List[int]:
         if isinstance(devices, int):
             return ids  # an explicit process count: CPU DDP (gloo)
         if len(ids) > 1:
-            rank_zero_info(
-                f"[solo-cjepa] devices={ids} names GPUs, which this machine lacks: one CPU process "
+            note(
+                f"devices={ids} names GPUs, which this machine lacks: one CPU process "
                 "(devices=N runs N CPU processes)"
             )
         return [0]
@@ -90,7 +89,7 @@ def normalise_hardware(cfg: DictConfig) -> None:
     cuda = torch.cuda.is_available()
     accelerator = "gpu" if requested in ("auto", "gpu", "cuda") and cuda else "cpu"
     if requested in ("gpu", "cuda") and not cuda:
-        rank_zero_info(f"[solo-cjepa] accelerator={requested} but CUDA is unavailable: using cpu")
+        note(f"accelerator={requested} but CUDA is unavailable: using cpu")
     cfg.accelerator = accelerator
     cfg.devices = _device_ids(cfg.get("devices", 1), accelerator)
 
@@ -107,8 +106,8 @@ def normalise_hardware(cfg: DictConfig) -> None:
     requested_precision = str(cfg.get("precision") or "32")
     cfg.precision = _precision(requested_precision, accelerator)
     if cfg.precision != requested_precision:
-        rank_zero_info(
-            f"[solo-cjepa] precision={requested_precision} is unsupported on this {accelerator}: "
+        note(
+            f"precision={requested_precision} is unsupported on this {accelerator}: "
             f"using {cfg.precision}"
         )
     if cfg.get("data") is not None and cfg.data.get("format") == "dali":
@@ -117,7 +116,7 @@ def normalise_hardware(cfg: DictConfig) -> None:
         if dali_device not in ("gpu", "cpu"):
             raise ConfigError(f"dali.device must be one of ['gpu', 'cpu'], got {dali_device!r}")
         if dali_device == "gpu" and not cuda:
-            rank_zero_info("[solo-cjepa] dali.device=gpu but CUDA is unavailable: using cpu")
+            note("dali.device=gpu but CUDA is unavailable: using cpu")
             dali_device = "cpu"
         cfg.dali.device = dali_device
 

@@ -13,7 +13,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.strategies.ddp import DDPStrategy
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 from solo.args.linear import parse_cfg as parse_linear_cfg
 from solo.args.pretrain import parse_cfg as parse_pretrain_cfg
@@ -35,7 +34,7 @@ from solo_cjepa.backbone_loading import load_pretrained_backbone
 from solo_cjepa.config_checks import check_linear_cfg, check_pretrain_cfg
 from solo_cjepa.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
 from solo_cjepa.epoch_seed import EpochSeed
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, note
 from solo_cjepa.hardware import normalise_hardware, trainer_devices
 
 
@@ -64,7 +63,7 @@ def build_method(cfg: DictConfig) -> LightningModule:
         raise ConfigError(str(err)) from None
 
 
-def _run_dir(logdir: str) -> str:
+def _new_run_name(logdir: str) -> str:
     existing = set(os.listdir(logdir)) if os.path.isdir(logdir) else set()
     while (version := f"csv-{Checkpointer.random_string()}") in existing:
         pass
@@ -87,7 +86,7 @@ def _logger(
         )
         logger.watch(model, log="gradients", log_freq=100)
     else:
-        logger = CSVLogger(save_dir=logdir, name="", version=_run_dir(logdir))
+        logger = CSVLogger(save_dir=logdir, name="", version=_new_run_name(logdir))
     logger.log_hyperparams(OmegaConf.to_container(cfg))
     return logger
 
@@ -101,7 +100,7 @@ def _resume_point(cfg: DictConfig, logdir: str) -> Tuple[Optional[str], Optional
         resumer = AutoResumer(checkpoint_dir=logdir, max_hours=cfg.auto_resume.max_hours)
         ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
         if ckpt_path is not None:
-            rank_zero_info(f"[solo-cjepa] resuming from {ckpt_path}")
+            note(f"resuming from {ckpt_path}")
         return ckpt_path, wandb_run_id
     return None, None
 
