@@ -24,15 +24,15 @@ def _device_ids(devices, accelerator: str) -> List[int]:
     )
     if isinstance(devices, str):
         text = devices.strip()
-        if text == "auto":
-            devices = -1
-        elif "," in text or text.startswith("["):
-            devices = [int(d) for d in text.strip("[]").split(",") if d.strip()]
-        else:
-            try:
+        try:
+            if text == "auto":
+                devices = -1
+            elif "," in text or text.startswith("["):
+                devices = [int(d) for d in text.strip("[]").split(",") if d.strip()]
+            else:
                 devices = int(text)
-            except ValueError:
-                raise error from None
+        except ValueError:
+            raise error from None
     if isinstance(devices, bool) or devices is None:
         raise error
     if isinstance(devices, int):

@@ -22,15 +22,21 @@ from solo_cjepa.errors import ConfigError
 IMAGE_FOLDERS = ("imagenet", "imagenet100", "custom")
 
 
-def normalization(dataset: str, mean: Optional[Sequence] = None, std: Optional[Sequence] = None):
+_RANDOM_AUGMENTATIONS = (
+    "color_jitter", "grayscale", "gaussian_blur", "solarization", "equalization", "horizontal_flip"
+)  # fmt: skip
+
+
+def normalization(
+    dataset: str, mean: Optional[Sequence] = None, std: Optional[Sequence] = None
+) -> transforms.Normalize:
     """The ``Normalize`` that solo's pretraining pipeline uses for ``dataset`` (its own statistics
-    for cifar/stl/imagenet, else ``mean``/``std``, else ImageNet's)."""
+    for cifar/stl/imagenet, else ``mean``/``std``, else ImageNet's), taken from that pipeline."""
     plain = OmegaConf.create(
         {
             "crop_size": 1,
             "rrc": {"enabled": False},
-            **{aug: {"prob": 0.0} for aug in ("color_jitter", "grayscale", "gaussian_blur")},
-            **{aug: {"prob": 0.0} for aug in ("solarization", "equalization", "horizontal_flip")},
+            **{aug: {"prob": 0.0} for aug in _RANDOM_AUGMENTATIONS},
             **({"mean": list(mean), "std": list(std)} if mean is not None else {}),
         }
     )
@@ -85,7 +91,7 @@ def pretrain_dataset(cfg: DictConfig) -> Dataset:
             data.dataset,
             transform,
             train_data_path=data.train_path,
-            data_format="image_folder" if data.format == "dali" else data.format,
+            data_format=data.format,
             no_labels=data.no_labels,
             data_fraction=data.fraction,
         )
