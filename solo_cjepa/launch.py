@@ -6,21 +6,23 @@ DALI on CPU, a CSV logger when W&B is off, exact resume and strict linear-evalua
 import contextlib
 import inspect
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch import (
+    Callback,
+    LightningDataModule,
+    LightningModule,
+    Trainer,
+    seed_everything,
+)
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 from solo.args.linear import parse_cfg as parse_linear_cfg
 from solo.args.pretrain import parse_cfg as parse_pretrain_cfg
-from solo.data.pretrain_dataloader import (
-    FullTransformPipeline,
-    NCropAugmentation,
-    prepare_dataloader,
-)
+from solo.data.pretrain_dataloader import prepare_dataloader
 from solo.methods import METHODS
 from solo.methods.base import BaseMethod
 from solo.methods.linear import LinearModel
@@ -28,6 +30,7 @@ from solo.utils.auto_resumer import AutoResumer
 from solo.utils.checkpointer import Checkpointer
 from solo.utils.misc import make_contiguous, omegaconf_select
 from torch import nn
+from torch.utils.data import DataLoader
 
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
 from solo_cjepa.backbone_loading import load_pretrained_backbone
@@ -47,12 +50,16 @@ def exit_on_config_error() -> Iterator[None]:
         raise SystemExit(f"error: {err}") from None
 
 
-def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
-    """Normalises, checks and parses (solo's ``parse_cfg``) a composed pretraining cfg."""
+def _prepare(cfg: DictConfig, check: Callable, parse: Callable) -> DictConfig:
     OmegaConf.set_struct(cfg, False)
     normalise_hardware(cfg)
-    check_pretrain_cfg(cfg)
-    return parse_pretrain_cfg(cfg)
+    check(cfg)
+    return parse(cfg)
+
+
+def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
+    """Normalises, checks and parses (solo's ``parse_cfg``) a composed pretraining cfg."""
+    return _prepare(cfg, check_pretrain_cfg, parse_pretrain_cfg)
 
 
 def build_method(cfg: DictConfig) -> LightningModule:
@@ -110,9 +117,11 @@ def _fit(
     model: LightningModule,
     logdir: str,
     callbacks: Sequence[Callback],
-    **data,
+    train: Union[DataLoader, LightningDataModule],
+    val_loader: Optional[DataLoader],
 ) -> Trainer:
-    """Adds checkpointing, logging and resume to ``model`` and trains it on ``data``."""
+    """Adds checkpointing, logging and resume to ``model`` and trains it on ``train`` (a loader or
+    a DALI data module), validating on ``val_loader``."""
     ckpt_path, wandb_run_id = _resume_point(cfg, logdir)
     callbacks: List[Callback] = [EpochSeed(cfg.seed), *callbacks]
     if cfg.checkpoint.enabled:
@@ -139,7 +148,13 @@ def _fit(
         enable_checkpointing=False,
     )
     trainer = Trainer(**kwargs)
-    trainer.fit(model, ckpt_path=ckpt_path, **data)
+    if isinstance(train, LightningDataModule):
+        if val_loader is not None:
+            # solo-learn's choice: validate DALI runs with torchvision, sparing GPU memory
+            train.val_dataloader = lambda: val_loader
+        trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
+    else:
+        trainer.fit(model, train, val_loader, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -158,46 +173,16 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     val_loader = pretrain_val_loader(cfg)
 
     if cfg.data.format == "dali":
-        from solo.data.dali_dataloader import build_transform_pipeline_dali
+        from solo_cjepa.data.dali import pretrain_datamodule
 
-        from solo_cjepa.data.dali import PretrainDALI
-
-        transform = FullTransformPipeline(
-            [
-                NCropAugmentation(
-                    build_transform_pipeline_dali(
-                        cfg.data.dataset, aug, dali_device=cfg.dali.device
-                    ),
-                    aug.num_crops,
-                )
-                for aug in cfg.augmentations
-            ]
-        )
-        datamodule = PretrainDALI(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            transforms=transform,
-            num_large_crops=cfg.data.num_large_crops,
-            num_small_crops=cfg.data.num_small_crops,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
-            no_labels=cfg.data.no_labels,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
-            encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
-        )
-        if val_loader is not None:
-            # solo-learn's choice: validate with torchvision to save GPU memory
-            datamodule.val_dataloader = lambda: val_loader
-        data = {"datamodule": datamodule}
+        train = pretrain_datamodule(cfg)
     else:
         train_dataset = pretrain_dataset(cfg)
         if cfg.debug_augmentations:
             print("Transforms:", train_dataset.transform, sep="\n")
-        train_loader = prepare_dataloader(
+        train = prepare_dataloader(
             train_dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
         )
-        data = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
 
     if omegaconf_select(cfg, "auto_umap.enabled", False):
         from solo.utils.auto_umap import AutoUMAP
@@ -207,7 +192,8 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             *callbacks,
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
-    return _fit(cfg, model, os.path.join(cfg.checkpoint.dir, cfg.method), callbacks, **data)
+    logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
+    return _fit(cfg, model, logdir, callbacks, train, val_loader)
 
 
 def _linear_backbone(cfg: DictConfig) -> nn.Module:
@@ -244,10 +230,7 @@ def _linear_loss(cfg: DictConfig):
 
 def prepare_linear_cfg(cfg: DictConfig) -> DictConfig:
     """Normalises, checks and parses (solo's linear ``parse_cfg``) a composed linear cfg."""
-    OmegaConf.set_struct(cfg, False)
-    normalise_hardware(cfg)
-    check_linear_cfg(cfg)
-    return parse_linear_cfg(cfg)
+    return _prepare(cfg, check_linear_cfg, parse_linear_cfg)
 
 
 def build_linear_model(cfg: DictConfig) -> LinearModel:
@@ -262,21 +245,11 @@ def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     cfg = prepare_linear_cfg(cfg)
     seed_everything(cfg.seed)
     model = _channels_last(cfg, build_linear_model(cfg))
-    train_loader, val_loader = linear_loaders(cfg)
+    train, val_loader = linear_loaders(cfg)
     if cfg.data.format == "dali":
-        from solo_cjepa.data.dali import ClassificationDALI
+        from solo_cjepa.data.dali import classification_datamodule
 
-        datamodule = ClassificationDALI(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            val_data_path=cfg.data.val_path,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
-        )
-        datamodule.val_dataloader = lambda: val_loader
-        data = {"datamodule": datamodule}
-    else:
-        data = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
-    return _fit(cfg, model, os.path.join(cfg.checkpoint.dir, "linear"), callbacks, **data)
+        train = classification_datamodule(cfg)
+    return _fit(
+        cfg, model, os.path.join(cfg.checkpoint.dir, "linear"), callbacks, train, val_loader
+    )

@@ -8,13 +8,16 @@ from typing import Optional
 
 import torch
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+from omegaconf import DictConfig
 from solo.data.dali_dataloader import (
     ClassificationDALIDataModule,
     PretrainDALIDataModule,
     PretrainPipelineBuilder,
     PretrainWrapper,
     Wrapper,
+    build_transform_pipeline_dali,
 )
+from solo.data.pretrain_dataloader import FullTransformPipeline, NCropAugmentation
 
 
 def _cpu_pipeline(builder):
@@ -108,3 +111,42 @@ class ClassificationDALI(_CPUFallback, ClassificationDALIDataModule):
                 )
             )
         self.train_loader, self.val_loader = loaders
+
+
+def pretrain_datamodule(cfg: DictConfig) -> PretrainDALI:
+    """The pretraining data of a parsed cfg with ``data.format: dali``, as solo-learn builds it."""
+    transform = FullTransformPipeline(
+        [
+            NCropAugmentation(
+                build_transform_pipeline_dali(cfg.data.dataset, aug, dali_device=cfg.dali.device),
+                aug.num_crops,
+            )
+            for aug in cfg.augmentations
+        ]
+    )
+    return PretrainDALI(
+        dataset=cfg.data.dataset,
+        train_data_path=cfg.data.train_path,
+        transforms=transform,
+        num_large_crops=cfg.data.num_large_crops,
+        num_small_crops=cfg.data.num_small_crops,
+        num_workers=cfg.data.num_workers,
+        batch_size=cfg.optimizer.batch_size,
+        no_labels=cfg.data.no_labels,
+        data_fraction=cfg.data.fraction,
+        dali_device=cfg.dali.device,
+        encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
+    )
+
+
+def classification_datamodule(cfg: DictConfig) -> ClassificationDALI:
+    """The linear-evaluation data of a parsed cfg with ``data.format: dali``."""
+    return ClassificationDALI(
+        dataset=cfg.data.dataset,
+        train_data_path=cfg.data.train_path,
+        val_data_path=cfg.data.val_path,
+        num_workers=cfg.data.num_workers,
+        batch_size=cfg.optimizer.batch_size,
+        data_fraction=cfg.data.fraction,
+        dali_device=cfg.dali.device,
+    )
