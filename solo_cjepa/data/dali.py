@@ -113,6 +113,18 @@ class ClassificationDALI(_CPUFallback, ClassificationDALIDataModule):
         self.train_loader, self.val_loader = loaders
 
 
+def _module_kwargs(cfg: DictConfig) -> dict:
+    """What solo's two DALI data modules read from a parsed cfg alike."""
+    return dict(
+        dataset=cfg.data.dataset,
+        train_data_path=cfg.data.train_path,
+        num_workers=cfg.data.num_workers,
+        batch_size=cfg.optimizer.batch_size,
+        data_fraction=cfg.data.fraction,
+        dali_device=cfg.dali.device,
+    )
+
+
 def pretrain_datamodule(cfg: DictConfig) -> PretrainDALI:
     """The pretraining data of a parsed cfg with ``data.format: dali``, as solo-learn builds it."""
     transform = FullTransformPipeline(
@@ -125,28 +137,15 @@ def pretrain_datamodule(cfg: DictConfig) -> PretrainDALI:
         ]
     )
     return PretrainDALI(
-        dataset=cfg.data.dataset,
-        train_data_path=cfg.data.train_path,
         transforms=transform,
         num_large_crops=cfg.data.num_large_crops,
         num_small_crops=cfg.data.num_small_crops,
-        num_workers=cfg.data.num_workers,
-        batch_size=cfg.optimizer.batch_size,
         no_labels=cfg.data.no_labels,
-        data_fraction=cfg.data.fraction,
-        dali_device=cfg.dali.device,
         encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
+        **_module_kwargs(cfg),
     )
 
 
 def classification_datamodule(cfg: DictConfig) -> ClassificationDALI:
     """The linear-evaluation data of a parsed cfg with ``data.format: dali``."""
-    return ClassificationDALI(
-        dataset=cfg.data.dataset,
-        train_data_path=cfg.data.train_path,
-        val_data_path=cfg.data.val_path,
-        num_workers=cfg.data.num_workers,
-        batch_size=cfg.optimizer.batch_size,
-        data_fraction=cfg.data.fraction,
-        dali_device=cfg.dali.device,
-    )
+    return ClassificationDALI(val_data_path=cfg.data.val_path, **_module_kwargs(cfg))
