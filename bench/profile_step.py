@@ -72,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 for k, v in sorted(values.items(), key=lambda kv: -kv[1])
             )
         )
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort_by, row_limit=args.rows))
 
 
