@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
+from solo_cjepa.atomic_checkpoint_io import AtomicCheckpointIO
 from solo_cjepa.backbone_loading import load_pretrained_backbone
 from solo_cjepa.config_checks import check_linear_cfg, check_pretrain_cfg
 from solo_cjepa.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
@@ -146,6 +147,7 @@ def _fit(
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,
+        plugins=[AtomicCheckpointIO()],
     )
     trainer = Trainer(**kwargs)
     if isinstance(train, LightningDataModule):
