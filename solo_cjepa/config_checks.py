@@ -16,7 +16,7 @@ from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.data import DATASETS, fashion_mnist
 from solo_cjepa.data.loaders import IMAGE_FOLDERS
-from solo_cjepa.errors import ConfigError, note
+from solo_cjepa.errors import ConfigError, note, require
 
 FORMATS = ("image_folder", "h5", "dali")
 DALI_DATASETS = ("imagenet100", "imagenet", "custom")
@@ -27,15 +27,10 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
 ENCODERS = ("context", "target")
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def _one_of(cfg: DictConfig, key: str, allowed: Iterable[Any]) -> None:
     allowed = list(allowed)
     value = omegaconf_select(cfg, key, None)
-    _require(value in allowed, f"{key} must be one of {allowed}, got {value!r}")
+    require(value in allowed, f"{key} must be one of {allowed}, got {value!r}")
 
 
 def _number(cfg: DictConfig, key: str, low: float, integer: bool = False, strict: bool = False):
@@ -43,15 +38,15 @@ def _number(cfg: DictConfig, key: str, low: float, integer: bool = False, strict
     kind = "an integer" if integer else "a number"
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     ok = ok and (value > low if strict else value >= low)
-    _require(ok, f"{key} must be {kind} {'>' if strict else '>='} {low}, got {value!r}")
+    require(ok, f"{key} must be {kind} {'>' if strict else '>='} {low}, got {value!r}")
 
 
 def _existing_dir(cfg: DictConfig, key: str) -> Path:
     path = omegaconf_select(cfg, key, None)
-    _require(
+    require(
         path is not None, f"{key} must be set to a folder for data.dataset={cfg.data.dataset!r}"
     )
-    _require(
+    require(
         os.path.isdir(path), f"{key}={path!r} is not a folder (working directory {os.getcwd()!r})"
     )
     return Path(path)
@@ -67,12 +62,12 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
     _one_of(cfg, "data.format", FORMATS)
     _number(cfg, "data.num_workers", 0, integer=True)
     if data.format == "dali":
-        _require(
+        require(
             data.dataset in DALI_DATASETS,
             f"data.format=dali works for data.dataset in {list(DALI_DATASETS)}, got "
             f"{data.dataset!r}; use data.format=image_folder",
         )
-        _require(
+        require(
             data.num_workers >= 1,
             f"data.num_workers is DALI's thread count with data.format=dali: must be >= 1, "
             f"got {data.num_workers}",
@@ -85,12 +80,12 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
                 "(or data.format=image_folder)"
             ) from None
     if data.format == "h5":
-        _require(
+        require(
             data.dataset in H5_DATASETS,
             f"data.format=h5 works for data.dataset in {list(H5_DATASETS)}, got {data.dataset!r}",
         )
     fraction = data.fraction
-    _require(
+    require(
         fraction == -1 or (isinstance(fraction, (int, float)) and 0 < fraction < 1),
         f"data.fraction must be -1 (all data) or in (0, 1), got {fraction!r}",
     )
@@ -98,7 +93,7 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
     if data.dataset == fashion_mnist.NAME:
         data.train_path = omegaconf_select(cfg, "data.train_path", fashion_mnist.DEBIAN_DIR)
     else:
-        _require(
+        require(
             omegaconf_select(cfg, "data.train_path", None) is not None,
             f"data.train_path must be set for data.dataset={data.dataset!r}",
         )
@@ -108,7 +103,7 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
         return
     train_dir = _existing_dir(cfg, "data.train_path")
     if data.dataset == "custom" and not omegaconf_select(cfg, "data.no_labels", False):
-        _require(
+        require(
             any(entry.is_dir() for entry in os.scandir(train_dir)),
             f"data.train_path={str(train_dir)!r} has no class sub-folders; for a flat folder of "
             "unlabelled images set data.no_labels=True",
@@ -125,7 +120,7 @@ def _check_optimizer(cfg: DictConfig, optimizers: Iterable[str], schedulers: Ite
     _one_of(cfg, "scheduler.name", schedulers)
     if cfg.scheduler.name == "step":
         steps = omegaconf_select(cfg, "scheduler.lr_decay_steps", None)
-        _require(
+        require(
             isinstance(steps, (list, ListConfig)) and len(steps) > 0,
             "scheduler.lr_decay_steps must be a list of epochs for scheduler.name=step, "
             f"got {steps!r}",
@@ -143,7 +138,7 @@ def _checkpoint_file(cfg: DictConfig, key: str, example: str) -> None:
             path = str(found[-1])
             OmegaConf.update(cfg, key, path)
             note(f"{key}={path}")
-    _require(
+    require(
         isinstance(path, str) and path.endswith(CHECKPOINT_SUFFIXES) and os.path.isfile(path),
         f"{key} must be a {'/'.join(CHECKPOINT_SUFFIXES)} file or a run folder holding one "
         f"(e.g. {example}), got {path!r}",
@@ -163,19 +158,19 @@ def _check_vit_sizes(cfg: DictConfig, crop_sizes: Iterable[int], crop_key: str) 
         return
     kwargs = omegaconf_select(cfg, "backbone.kwargs", {}) or {}
     img_size, patch_size = kwargs.get("img_size", 224), kwargs.get("patch_size", 16)
-    _require(
+    require(
         isinstance(img_size, int) and isinstance(patch_size, int) and patch_size >= 1,
         "backbone.kwargs.img_size and patch_size must be integers, "
         f"got {img_size!r}, {patch_size!r}",
     )
-    _require(
+    require(
         img_size % patch_size == 0,
         f"backbone.kwargs.img_size ({img_size}) must be divisible by backbone.kwargs.patch_size "
         f"({patch_size}); e.g. patch_size in {[p for p in range(2, 33) if img_size % p == 0]}",
     )
     if not kwargs.get("dynamic_img_size", False):
         for size in crop_sizes:
-            _require(
+            require(
                 size == img_size,
                 f"{crop_key} ({size}) must equal backbone.kwargs.img_size ({img_size}) for a ViT "
                 "(or set backbone.kwargs.dynamic_img_size=True)",
@@ -190,7 +185,7 @@ def check_pretrain_cfg(cfg: DictConfig) -> None:
     _check_data(cfg, labelled_val=False)
 
     augmentations = omegaconf_select(cfg, "augmentations", None)
-    _require(
+    require(
         isinstance(augmentations, ListConfig) and len(augmentations) > 0,
         "augmentations must be a non-empty list of pipelines (e.g. defaults: "
         "[augmentations: ijepa.yaml])",
@@ -200,19 +195,19 @@ def check_pretrain_cfg(cfg: DictConfig) -> None:
         _number(cfg, f"augmentations.{i}.num_crops", 1, integer=True)
         if aug.rrc.get("enabled", True):
             scale = (aug.rrc.crop_min_scale, aug.rrc.crop_max_scale)
-            _require(
+            require(
                 0 < scale[0] <= scale[1] <= 1,
                 f"augmentations.{i}.rrc.crop_min_scale/crop_max_scale must satisfy "
                 f"0 < min <= max <= 1, got {scale}",
             )
         if cfg.data.format == "dali":
-            _require(
+            require(
                 not aug.equalization.prob,
                 f"augmentations.{i}.equalization.prob must be 0 with data.format=dali",
             )
     large = augmentations[0].crop_size
     num_large = sum(aug.num_crops for aug in augmentations if aug.crop_size == large)
-    _require(
+    require(
         cfg.method in ONE_CROP_METHODS or num_large == 2,
         f"method={cfg.method!r} trains on 2 large crops (augmentations entries with crop_size "
         f"{large}), got {num_large}",
@@ -231,7 +226,7 @@ def check_linear_cfg(cfg: DictConfig) -> None:
     _one_of(cfg, "pretrained_encoder", ENCODERS)
     _one_of(cfg, "backbone.name", sorted(BaseMethod._BACKBONES))
     _check_data(cfg, labelled_val=True)
-    _require(
+    require(
         cfg.data.format != "dali" or not omegaconf_select(cfg, "auto_augment", False),
         "auto_augment must be False with data.format=dali (no RandAugment in solo's DALI pipeline)",
     )

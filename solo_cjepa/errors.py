@@ -11,6 +11,12 @@ class ConfigError(ValueError):
     """A setting or a data path the run cannot use."""
 
 
+def require(ok: bool, message: str) -> None:
+    """Raises :class:`ConfigError` with ``message`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(message)
+
+
 @rank_zero_only
 def note(message: str) -> None:
     """One line on stderr from the first process (hydra's yamls switch Python logging off)."""

@@ -15,6 +15,7 @@ from solo.methods.base import BaseMomentumMethod
 from solo.utils.metrics import accuracy_at_k
 from solo.utils.misc import omegaconf_select
 
+from solo_cjepa.errors import ConfigError, require
 from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regularizer
 from solo_cjepa.masks import MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
@@ -25,11 +26,6 @@ from solo_cjepa.vit_tokens import check_token_vit, embed_patches, encode, select
 
 TARGET_EMBEDDINGS = ("blocks", "full")
 MOMENTUM_SCHEDULES = ("linear", "cosine")
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
 
 
 class CJEPA(BaseMomentumMethod):
@@ -68,7 +64,7 @@ class CJEPA(BaseMomentumMethod):
                 min_keep=kwargs.min_keep,
             )
         except ValueError as err:  # name the cfg section the mask settings live in
-            raise ValueError(f"method_kwargs: {err}") from err
+            raise ConfigError(f"method_kwargs: {err}") from err
         self.predictor = JEPAPredictor(
             grid_size,
             self.features_dim,
@@ -112,7 +108,7 @@ class CJEPA(BaseMomentumMethod):
         cfg.momentum.base_tau = omegaconf_select(cfg, "momentum.base_tau", 0.996)
         cfg.momentum.schedule = omegaconf_select(cfg, "momentum.schedule", "linear")
         vits = sorted(name for name in BaseMomentumMethod._BACKBONES if name.startswith("vit"))
-        _require(
+        require(
             cfg.backbone.name in vits,
             f"cjepa needs a ViT backbone: backbone.name must be one of {vits}, "
             f"got {cfg.backbone.name!r}",
@@ -145,41 +141,41 @@ class CJEPA(BaseMomentumMethod):
             cfg.method_kwargs[key] = omegaconf_select(cfg, f"method_kwargs.{key}", value)
 
         kwargs = cfg.method_kwargs
-        _require(
+        require(
             kwargs.loss_type in JEPA_LOSSES,
             f"method_kwargs.loss_type must be one of {JEPA_LOSSES}, got {kwargs.loss_type!r}",
         )
-        _require(
+        require(
             kwargs.pred_layout in PREDICTOR_LAYOUTS,
             f"method_kwargs.pred_layout must be one of {PREDICTOR_LAYOUTS}, "
             f"got {kwargs.pred_layout!r}",
         )
-        _require(
+        require(
             kwargs.target_embedding in TARGET_EMBEDDINGS,
             f"method_kwargs.target_embedding must be one of {TARGET_EMBEDDINGS}, "
             f"got {kwargs.target_embedding!r}",
         )
-        _require(
+        require(
             cfg.momentum.schedule in MOMENTUM_SCHEDULES,
             f"momentum.schedule must be one of {MOMENTUM_SCHEDULES}, got {cfg.momentum.schedule!r}",
         )
         for key in ("vicreg_weight", "sim_weight", "var_weight", "cov_weight"):
-            _require(kwargs[key] >= 0, f"method_kwargs.{key} must be >= 0, got {kwargs[key]}")
+            require(kwargs[key] >= 0, f"method_kwargs.{key} must be >= 0, got {kwargs[key]}")
         for key in ("pred_depth", "pred_embed_dim", "num_targets", "min_keep"):
-            _require(kwargs[key] >= 1, f"method_kwargs.{key} must be >= 1, got {kwargs[key]}")
+            require(kwargs[key] >= 1, f"method_kwargs.{key} must be >= 1, got {kwargs[key]}")
         if kwargs.final_weight_decay is not None:
-            _require(
+            require(
                 kwargs.final_weight_decay >= 0 and cfg.optimizer.weight_decay > 0,
                 "method_kwargs.final_weight_decay must be >= 0 (or null for a constant weight "
                 "decay) and needs optimizer.weight_decay > 0 to ramp from",
             )
-        _require(
+        require(
             cfg.data.num_large_crops in (1, 2) and cfg.data.num_small_crops == 0,
             "cjepa trains on 1 large crop (the paper's setting) or 2 (two-view mode) and no small "
             f"crops; the augmentations give {cfg.data.num_large_crops} large and "
             f"{cfg.data.num_small_crops} small crops",
         )
-        _require(
+        require(
             not cfg.momentum.classifier or cfg.data.num_classes >= 5,
             "momentum.classifier needs data.num_classes >= 5 (solo-learn reports top-5 accuracy "
             "for it); set momentum.classifier: False",
