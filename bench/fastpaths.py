@@ -84,9 +84,12 @@ def fastpath_tasks(spec: str, batch_size: int, device: torch.device, backbone: s
         "patch embedding, NCHW": patch_embed(False),
     }
     if bf16_supported(device):
-        tasks["context encoder, bf16"] = encoder(True, "bf16")
-        tasks["predictor repeat, bf16"] = predict("repeat", precision="bf16")
-        tasks["predictor single, bf16"] = predict("single", precision="bf16")
+        tasks["context encoder, bf16, fused attention"] = encoder(True, "bf16")
+        tasks["context encoder, bf16, explicit attention"] = encoder(False, "bf16")
+        tasks["predictor repeat, bf16, fused attention"] = predict("repeat", precision="bf16")
+        tasks["predictor repeat, bf16, explicit attention"] = predict("repeat", False, "bf16")
+        tasks["predictor single, bf16, fused attention"] = predict("single", precision="bf16")
+        tasks["predictor single, bf16, explicit attention"] = predict("single", False, "bf16")
     return tasks
 
 
@@ -103,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     timings = interleave(tasks, args.repeats, 1, device)
     print(f"{args.method}, {args.backbone}, batch {args.batch_size}: forward+backward, median ms")
     for name, seconds in timings.wall.items():
-        print(f"{name:<40}{1e3 * median(seconds):>9.1f}")
+        print(f"{name:<46}{1e3 * median(seconds):>9.1f}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,15 @@ def test_single_layout_is_the_repeat_layout_with_context_blind_to_queries():
     assert not torch.allclose(single(*inputs), repeat(*inputs), rtol=0, atol=1e-7)
 
 
+def test_single_layout_mask_holds_on_timms_explicit_attention_path():
+    # TIMM_FUSED_ATTN=0 (faster for bf16 on CPU) takes this path instead of SDPA.
+    _, single, *inputs = predictors()
+    fused = single(*inputs)
+    for block in single.blocks:
+        block.attn.fused_attn = False
+    torch.testing.assert_close(single(*inputs), fused, rtol=1e-5, atol=1e-6)
+
+
 def test_single_layout_predicts_each_block_independently_of_the_others():
     _, single, context, context_idx, target_idx = predictors()
     out = single(context, context_idx, target_idx)
