@@ -169,8 +169,15 @@ class MultiBlockMaskGenerator:
         # Context patches rank first, then free ones; covered ones fall below 0 (add_ rather than
         # masked_fill_, which is slow on CPU).
         score.add_(in_context).add_(covered, alpha=-2)
-        context_idx = score.topk(num_context, dim=1, sorted=False).indices.sort(dim=1).values
-        return context_idx, target_idx
+        chosen = score.topk(num_context, dim=1, sorted=False).indices  # [B, Kc], unordered
+        return self._ascending(chosen), target_idx
+
+    def _ascending(self, idx: torch.Tensor) -> torch.Tensor:
+        """Sorts each row of distinct patch indices: a patch's place is the number of chosen
+        patches before it, a cumsum over the grid (a third of a row-wise sort's time on CPU)."""
+        chosen = torch.zeros(idx.shape[0], self.num_patches, dtype=torch.bool, device=idx.device)
+        place = chosen.scatter_(1, idx, True).cumsum(1).gather(1, idx).sub_(1)
+        return torch.empty_like(idx).scatter_(1, place, idx)
 
     def _spread_out(self, target_idx, covered, top, left, h, w, generator):
         """Re-draws the blocks of images left with fewer than ``min_keep`` non-target patches."""
