@@ -24,7 +24,7 @@ def cpu_name() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__)
     step.add_arguments(parser)
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--mask-batch-size", type=int, default=256)

@@ -112,11 +112,12 @@ def format_table(results: Dict[str, StepFigures], cpu_time: bool, reference: str
     """Per method: images/s and its ratio to ``reference`` (also by process CPU time when
     ``cpu_time``), ms per step, GFLOP per image, achieved GFLOP/s and peak memory."""
     ref = results.get(reference)
-    header = f"{'method':<30}{'img/s':>8}{'x ' + reference:>10}"
+    width = max(30, 2 + max(map(len, results)))
+    header = f"{'method':<{width}}{'img/s':>8}{'x ' + reference:>10}"
     header += f"{'x (CPU time)':>14}" if cpu_time else ""
     lines = [header + f"{'ms/step':>9}{'GFLOP/img':>11}{'GFLOP/s':>9}{'peak MiB':>10}"]
     for name, fig in results.items():
-        line = f"{name:<30}{fig.images_per_s:>8.1f}"
+        line = f"{name:<{width}}{fig.images_per_s:>8.1f}"
         line += f"{fig.images_per_s / ref.images_per_s:>10.2f}" if ref else f"{'-':>10}"
         if cpu_time:
             line += f"{fig.images_per_cpu_s / ref.images_per_cpu_s:>14.2f}" if ref else f"{'-':>14}"
