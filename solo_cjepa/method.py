@@ -21,11 +21,10 @@ from solo_cjepa.masks import MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
 from solo_cjepa.pos_embed import sincos_pos_embed
 from solo_cjepa.predictor import PREDICTOR_LAYOUTS, JEPAPredictor
-from solo_cjepa.schedules import LinearMomentumUpdater, cosine_ramp
+from solo_cjepa.schedules import MOMENTUM_SCHEDULES, EMAUpdater, cosine_ramp
 from solo_cjepa.vit_tokens import check_token_vit, embed_patches, encode, select_tokens
 
 TARGET_EMBEDDINGS = ("blocks", "full")
-MOMENTUM_SCHEDULES = ("linear", "cosine")
 
 
 class CJEPA(BaseMomentumMethod):
@@ -78,10 +77,9 @@ class CJEPA(BaseMomentumMethod):
             for vit in (self.backbone, self.momentum_backbone):
                 vit.pos_embed.data.copy_(pos_embed)
                 vit.pos_embed.requires_grad_(False)
-        if cfg.momentum.schedule == "linear":
-            self.momentum_updater = LinearMomentumUpdater(
-                cfg.momentum.base_tau, cfg.momentum.final_tau
-            )
+        self.momentum_updater = EMAUpdater(
+            cfg.momentum.base_tau, cfg.momentum.final_tau, cfg.momentum.schedule
+        )
 
         self.loss_type: str = kwargs.loss_type
         self.vicreg_weight: float = kwargs.vicreg_weight

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from solo_cjepa.monitors import effective_rank, mean_std
-from solo_cjepa.schedules import LinearMomentumUpdater, cosine_ramp
+from solo_cjepa.schedules import EMAUpdater, cosine_ramp
 
 
 def test_effective_rank_of_isotropic_low_rank_and_collapsed_embeddings():
@@ -25,10 +25,25 @@ def test_mean_std_is_the_mean_of_per_dimension_stds():
 
 
 def test_linear_momentum_ramp_of_ijepa():
-    updater = LinearMomentumUpdater(0.996, 1.0)
+    updater = EMAUpdater(0.996, 1.0)
     for step, tau in [(0, 0.996), (250, 0.997), (1000, 1.0), (1500, 1.0)]:
         updater.update_tau(step, 1000)
         assert updater.cur_tau == pytest.approx(tau)
+
+
+def test_cosine_momentum_ramp_is_solos():
+    updater = EMAUpdater(0.99, 1.0, schedule="cosine")
+    updater.update_tau(500, 1000)
+    assert updater.cur_tau == pytest.approx(1.0 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+
+
+def test_ema_update_is_tau_times_target_plus_one_minus_tau_times_online():
+    online, target = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    before = [p.detach().clone() for p in target.parameters()]
+    updater = EMAUpdater(0.9, 1.0)
+    updater.update(online, target)
+    for new, old, o in zip(target.parameters(), before, online.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * o.detach())
 
 
 def test_cosine_weight_decay_ramp_of_ijepa():
