@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only: no display on a CPU server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from solo_cjepa.errors import ConfigError  # noqa: E402
-from solo_cjepa.offline_eval import eval_loaders  # noqa: E402
+from solo_cjepa.offline_eval import eval_loaders, spread_images  # noqa: E402
 from solo_cjepa.pretrained import encoder_of, load_method  # noqa: E402
 from solo_cjepa.vit_tokens import check_token_vit, embed_patches  # noqa: E402
 
@@ -110,8 +110,7 @@ def validation_images(cfg, count: int) -> torch.Tensor:
     dataset = eval_loaders(cfg)[1].dataset
     if not 1 <= count <= len(dataset):
         raise ConfigError(f"--images must be in [1, {len(dataset)}], got {count}")
-    picks = torch.linspace(0, len(dataset) - 1, count).round().long()
-    return torch.stack([dataset[int(i)][0] for i in picks])
+    return spread_images(dataset, count)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

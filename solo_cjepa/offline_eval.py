@@ -15,7 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from solo_cjepa.data.loaders import classification_datasets, eval_transform, normalization
 from solo_cjepa.errors import ConfigError
@@ -37,6 +37,13 @@ def flat_pixels(images: torch.Tensor) -> torch.Tensor:
     if torch.equal(images, images[:, :1].expand_as(images)):
         images = images[:, :1]
     return images.flatten(1)
+
+
+def spread_images(dataset: Dataset, count: int) -> torch.Tensor:
+    """``count`` images of a labelled ``dataset``, evenly spaced over it: every class of a
+    class-sorted image folder shows up, and the pick is the same every time."""
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long()
+    return torch.stack([dataset[int(i)][0] for i in picks])
 
 
 @torch.no_grad()

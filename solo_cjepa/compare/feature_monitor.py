@@ -13,16 +13,17 @@ from lightning.pytorch.callbacks import Callback
 
 from solo_cjepa.backbone_loading import ENCODER_PREFIXES
 from solo_cjepa.monitors import effective_rank, mean_std
+from solo_cjepa.offline_eval import spread_images
 
 
 class FeatureMonitor(Callback):
-    def __init__(self, encoder: str, num_images: int = 512, every_n_steps: Optional[int] = None):
+    def __init__(self, encoder: str, num_images: int = 256, every_n_steps: Optional[int] = None):
         """Logs ``monitor_feature_std`` and ``monitor_feature_rank`` at step 0 and then every
         ``every_n_steps`` (default: the trainer's ``log_every_n_steps``) optimiser steps.
 
         Args:
             encoder: ``context`` (solo's ``backbone``) or ``target`` (``momentum_backbone``).
-            num_images: how many validation images (from the first batches) to embed.
+            num_images: how many validation images (spread over the set) to embed.
         """
         self.attribute = ENCODER_PREFIXES[encoder].rstrip(".")
         self.num_images = num_images
@@ -34,13 +35,7 @@ class FeatureMonitor(Callback):
         if trainer.val_dataloaders is None or trainer.logger is None or not trainer.is_global_zero:
             return
         self.every_n_steps = self.every_n_steps or trainer.log_every_n_steps
-        batches, count = [], 0
-        for images, _ in trainer.val_dataloaders:
-            batches.append(images)
-            count += len(images)
-            if count >= self.num_images:
-                break
-        self.images = torch.cat(batches)[: self.num_images]
+        self.images = spread_images(trainer.val_dataloaders.dataset, self.num_images)
         self._log(trainer, pl_module)
 
     def on_train_batch_end(
