@@ -10,6 +10,7 @@ from cjepa_helpers import image_folder
 from PIL import Image
 
 from solo_cjepa.compare.__main__ import build_plan, main
+from solo_cjepa.compare.metrics import curve, read_metrics
 from solo_cjepa.compare.pipeline import Plan, per_run_minutes, run_comparison
 from solo_cjepa.compare.presets import ABLATIONS, folder_name
 from solo_cjepa.compare.runner import RunSpec, budget_overrides, eta_s
@@ -88,8 +89,15 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
             image.load()
             assert image.format == "PNG" and min(image.size) > 100
         assert f"]({png.name})" in report
-    # each run trained in its own folder, through the launcher's CSV logger and checkpointer
-    assert len(list((out / "cjepa").glob("cjepa/*/*.ckpt"))) == 1
+    # each run trained in its own folder, through the launcher's CSV logger and checkpointer,
+    # with the clock's and the collapse monitor's values among its metrics
+    (run,) = (out / "cjepa").glob("cjepa/*")
+    assert len(list(run.glob("*.ckpt"))) == 1
+    metrics = read_metrics(run / "metrics.csv")
+    steps, ranks = curve(metrics, "step", "monitor_feature_rank")
+    assert steps == [0, 1, 2] and all(r >= 1 for r in ranks)
+    epochs, minutes = curve(metrics, "val_epochs_done", "val_time_elapsed_s")
+    assert epochs == [1.0] and minutes[0] > 0
     printed = capsys.readouterr().out
     assert "[1/2] cjepa:" in printed and "[2/2] vicreg: ok" in printed
 

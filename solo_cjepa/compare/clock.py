@@ -17,7 +17,18 @@ PROGRESS_ENV = "SOLO_CJEPA_PROGRESS_FILE"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` survives ``exec`` and would report the launching
+    process's memory (the comparison's, at the fork) as this run's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB else
 
@@ -92,10 +103,11 @@ class RunClock(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            pl_module.log_dict({f"val_{k}": v for k, v in self.state(trainer).items()})
+            state = {f"val_{k}": v for k, v in self.state(trainer).items()}
+            pl_module.log_dict(state, sync_dist=True)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.log_dict(self.state(trainer))
+        pl_module.log_dict(self.state(trainer), sync_dist=True)
         self._write(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -31,12 +31,16 @@ def last(rows: Rows, key: str) -> Optional[float]:
 
 
 def loss_keys(rows: Rows) -> List[str]:
-    """The self-supervised loss terms a method logged per step (not its online classifiers')."""
+    """The self-supervised loss terms a method logged per step (not its online classifiers');
+    BYOL logs its loss as ``neg_cos_sim``."""
     keys = {k for row in rows for k in row}
     return sorted(
         k
         for k in keys
-        if k.startswith("train_") and k.endswith("_step") and "loss" in k and "class" not in k
+        if k.startswith("train_")
+        and k.endswith("_step")
+        and ("loss" in k or "neg_cos_sim" in k)
+        and "class" not in k
     )
 
 

@@ -133,7 +133,7 @@ def _report(plan: Plan, settings: Dict[str, str], outcomes: Sequence[RunOutcome]
         rows = _metrics(outcome)
         if rows:
             runs.append((outcome.spec.name, rows))
-        numbers = {**summary(rows), **outcome.offline} if rows else dict(outcome.offline)
+        numbers = {**summary(rows), **outcome.offline}
         report.rows.append(
             run_row(outcome.spec.name, outcome.status, outcome.wall_time_s or None, **numbers)
         )

@@ -20,50 +20,48 @@ MONITORS = (
 )
 
 
+def _style(ax, xlabel: str, ylabel: str = "", title: str = "") -> None:
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize="small")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _panels(runs: Runs, x: str, ys: Sequence[Tuple[str, str]], xlabel: str, path: Path, scale=1.0):
     fig, axes = plt.subplots(1, len(ys), figsize=(5.5 * len(ys), 4), squeeze=False)
     for ax, (y, ylabel) in zip(axes[0], ys):
         for name, rows in runs:
             xs, values = curve(rows, x, y)
             if values:
-                ax.plot(
-                    [v * scale for v in xs],
-                    values,
-                    marker="o" if len(xs) < 30 else None,
-                    label=name,
-                )
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+                marker = "o" if len(xs) < 30 else None
+                ax.plot([v * scale for v in xs], values, marker=marker, label=name)
+        _style(ax, xlabel, ylabel)
+    return _save(fig, path)
 
 
 def _losses(runs: Runs, path: Path) -> Path:
-    fig, axes = plt.subplots(
-        1, max(1, len(runs)), figsize=(4.5 * max(1, len(runs)), 3.8), squeeze=False
-    )
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.8), squeeze=False)
     for ax, (name, rows) in zip(axes[0], runs):
+        positive = True
         for key in loss_keys(rows):
             xs, values = curve(rows, "step", key)
             ax.plot(xs, values, label=key[len("train_") : -len("_step")])
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+            positive = positive and min(values, default=1) > 0
+        if ax.has_data() and positive:
+            ax.set_yscale("log")  # C-JEPA's terms differ by orders of magnitude
+        _style(ax, "step", title=name)
+    return _save(fig, path)
 
 
 def write_plots(runs: Runs, out: Path) -> List[Path]:
-    """Writes the four figures into ``out``; returns their paths."""
+    """Writes the four figures of ``runs`` (at least one) into ``out``; returns their paths."""
     return [
         _panels(runs, "val_epochs_done", ACCURACIES, "epoch", out / "accuracy_vs_epoch.png"),
         _panels(

@@ -70,9 +70,14 @@ PROTOCOL = """\
 - **effective rank**: RankMe (exp of the entropy of the normalised singular values) of the
   validation features used offline; **peak mem**: the training process's peak RSS (CUDA: peak
   allocated GPU memory); **train img/s**: images (not crops) per second of training batches,
-  data loading included and validation excluded; **wall time**: the whole training process.
+  data loading included and validation excluded; **wall time**: the whole training process
+  (floors: their evaluation).
 - **floors**: *raw pixels* = the same offline evaluation on the normalised input pixels;
-  *random init* = the same ViT, untrained.
+  *random init* = the same ViT, untrained (the first run's initial weights).
+- **figures**: accuracies against epochs and against wall-clock since training started; each
+  run's self-supervised loss terms; the collapse monitors, std and effective rank of the
+  evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps
+  (their cost, about 2 %, counts as training time).
 """
 
 

@@ -37,7 +37,7 @@ class RunOutcome:
     run_dir: Optional[Path] = None  # the version folder: metrics.csv, args.json, checkpoint
     log_path: Optional[Path] = None
     error: str = ""
-    offline: Dict[str, float] = field(default_factory=dict)
+    offline: Dict[str, Any] = field(default_factory=dict)  # offline evaluation and its encoder
 
     @property
     def ok(self) -> bool:
