@@ -4,14 +4,23 @@ solo-learn has no plugin discovery, so every entry point (launchers, notebooks, 
 ``solo_cjepa`` before it looks up ``solo.methods.METHODS``.
 """
 
+import warnings
+
 SOLO_LEARN_INSTALL = (
     "pip install 'setuptools<82' && pip install --no-build-isolation "
     "'git+https://github.com/vturrisi/solo-learn.git@9187ea3'"
 )
 
 try:
-    from solo.methods import METHODS
-    from solo.methods.base import BaseMomentumMethod  # noqa: F401  (absent in PyPI's 1.0.2)
+    with warnings.catch_warnings():
+        # solo-learn 1.0.6 imports APIs that newer timm, torch and setuptools deprecate and
+        # re-registers timm's models: three dozen lines on every launch that concern no run.
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", message=".*pkg_resources")
+        warnings.filterwarnings("ignore", message="Overwriting .* in registry")
+        from solo.methods import METHODS
+        from solo.methods.base import BaseMomentumMethod  # noqa: F401  (absent in PyPI's 1.0.2)
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
         "solo_cjepa needs solo-learn 1.0.6 (vturrisi/solo-learn at commit 9187ea3), which is not "
