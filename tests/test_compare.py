@@ -10,7 +10,7 @@ from cjepa_helpers import image_folder
 from PIL import Image
 
 from solo_cjepa.compare.__main__ import build_plan, main
-from solo_cjepa.compare.metrics import curve, read_metrics
+from solo_cjepa.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.compare.pipeline import Plan, per_run_minutes, run_comparison
 from solo_cjepa.compare.presets import ABLATIONS, folder_name
 from solo_cjepa.compare.runner import RunSpec, budget_overrides, eta_s
@@ -115,6 +115,22 @@ def test_failed_run_is_marked_and_the_report_still_written(tmp_path):
     assert "## Failed runs" in text and "**broken** failed (exit 1): ZeroDivisionError" in text
     assert "broken/train.log" in text
     assert read_report(tmp_path / "out")["broken"]["status"] == "failed (exit 1)"
+
+
+def test_knn_of_a_validation_after_a_mid_epoch_stop_is_left_out():
+    # epoch ends at 1 and 2, then a time budget stopped the run 3 steps into the third epoch
+    rows = [
+        {"val_epochs_done": 1.0, "val_acc1": 40.0, "val_knn_acc1": 45.0, "step": 99.0},
+        {"train_jepa_loss_step": 0.5, "step": 150.0},
+        {"val_epochs_done": 2.0, "val_acc1": 50.0, "val_knn_acc1": 55.0, "step": 199.0},
+        {"val_epochs_done": 2.03, "val_acc1": 51.0, "val_knn_acc1": 20.0, "step": 202.0},
+    ]
+    kept = drop_partial_epoch_knn(rows)
+    assert curve(kept, "val_epochs_done", "val_knn_acc1") == ([1.0, 2.0], [45.0, 55.0])
+    assert curve(kept, "val_epochs_done", "val_acc1") == ([1.0, 2.0, 2.03], [40.0, 50.0, 51.0])
+    numbers = summary(kept)
+    assert numbers["online_knn_top1"] == 55.0 and numbers["online_linear_top1"] == 51.0
+    assert kept[1] == rows[1]
 
 
 def test_total_budget_leaves_equal_training_time_or_says_it_cannot():

@@ -19,6 +19,24 @@ def read_metrics(path: Path) -> Rows:
         ]
 
 
+def drop_partial_epoch_knn(rows: Rows) -> Rows:
+    """``rows`` without the kNN accuracies of validations that followed a mid-epoch stop.
+
+    solo's kNN bank holds the training features of the current epoch only, so after a time budget
+    stops a run a few steps into an epoch its last validation scores against a bank of a few
+    batches. The linear probes' numbers of that validation stay.
+    """
+
+    def partial(row: Dict[str, float]) -> bool:
+        epochs = row.get("val_epochs_done")
+        return epochs is not None and abs(epochs - round(epochs)) > 1e-6
+
+    return [
+        {k: v for k, v in row.items() if not k.startswith("val_knn_")} if partial(row) else row
+        for row in rows
+    ]
+
+
 def curve(rows: Rows, x: str, y: str) -> Tuple[List[float], List[float]]:
     """``(xs, ys)`` over the rows that hold both ``x`` and ``y``."""
     pairs = [(row[x], row[y]) for row in rows if x in row and y in row]

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from solo_cjepa.compare.configs import compose_run, config_dir
-from solo_cjepa.compare.metrics import Rows, read_metrics, summary
+from solo_cjepa.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.compare.plots import write_plots
 from solo_cjepa.compare.presets import folder_name
 from solo_cjepa.compare.report import Report, run_row, write_report
@@ -123,7 +123,7 @@ def _offline(run_dir: Path) -> Dict[str, object]:
 def _metrics(outcome: RunOutcome) -> Rows:
     if outcome.run_dir is None or not (outcome.run_dir / "metrics.csv").is_file():
         return []
-    return read_metrics(outcome.run_dir / "metrics.csv")
+    return drop_partial_epoch_knn(read_metrics(outcome.run_dir / "metrics.csv"))
 
 
 def _report(plan: Plan, settings: Dict[str, str], outcomes: Sequence[RunOutcome], floors) -> Report:

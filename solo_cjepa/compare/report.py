@@ -61,7 +61,9 @@ PROTOCOL = """\
   pretraining on the full validation set at each epoch end (last value shown). They read solo's
   `backbone`, i.e. the context encoder of C-JEPA/I-JEPA; the *target enc.* column is the probe on
   the EMA target encoder (`momentum_val_acc1`, JEPA runs with `momentum.classifier: True`). The
-  kNN bank holds the epoch's training features (masked context for the JEPA methods).
+  kNN bank holds the epoch's training features (masked context for the JEPA methods), so kNN
+  numbers come from validations that closed a whole epoch: the one after a mid-epoch time stop
+  would score against a bank of the few batches since the last epoch end.
 - **offline logreg / kNN top-1**: frozen mean-pooled ViT tokens of the whole train and validation
   sets (validation transform, no augmentation); scikit-learn logistic regression on standardised
   features (lbfgs, 100 iterations) and cosine kNN (k = 20, distance-weighted). The encoder is the
