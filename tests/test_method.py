@@ -202,13 +202,15 @@ def test_ddp_fit_without_unused_parameters(crops):
 
 
 def test_fit_with_knn_momentum_classifier_and_weight_decay_ramp():
-    cfg = tiny_vit_cfg(final_weight_decay=0.4)
+    # solo's kNN takes the class count from the validation labels it saw: five classes, all in the
+    # first two validation batches, keep every retrieved training label in range.
+    cfg = tiny_vit_cfg(num_classes=5, final_weight_decay=0.4)
     cfg.knn_eval = {"enabled": True, "k": 3}
     cfg.momentum.classifier = True
     model = CJEPA(cfg)
     pos_embed = model.backbone.pos_embed.detach().clone()
     trainer = cpu_trainer(max_steps=3)
-    trainer.fit(model, pretrain_loader(size=24), val_loader(size=32))
+    trainer.fit(model, pretrain_loader(num_classes=5, size=24), val_loader(num_classes=5, size=32))
     metrics = trainer.callback_metrics
     for key in ("val_knn_acc1", "momentum_val_acc1", "val_acc1"):
         assert key in metrics
