@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 Pair = Tuple[float, float]
-# Range of the uniform integer draws: patch ranks (ties one in a million) and block corners.
+# Random ranks among the patches of one kind (context, free); ties are one in a million.
 RANK_LEVELS = 2**20
 
 
@@ -111,15 +111,10 @@ class MultiBlockMaskGenerator:
     def _target_block(self, r: float) -> Tuple[int, int]:
         return self._block(self.target_scale, self.target_aspect_ratio, r)
 
-    def _draw(self, shape, device, generator) -> torch.Tensor:
-        return torch.randint(
-            0, RANK_LEVELS, shape, dtype=torch.int32, device=device, generator=generator
-        )
-
-    def _corners(self, draws: torch.Tensor, h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Top-left corners of h x w blocks, uniform over the grid, from uniform ints
-        ``draws`` ``[..., 2]`` in ``[0, RANK_LEVELS)`` (bias of the modulo below 2e-5)."""
-        return draws[..., 0] % (self.height - h + 1), draws[..., 1] % (self.width - w + 1)
+    def _corners(self, shape, h, w, device, generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        top = torch.randint(0, self.height - h + 1, shape, device=device, generator=generator)
+        left = torch.randint(0, self.width - w + 1, shape, device=device, generator=generator)
+        return top, left
 
     def _block_indices(self, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
         rows = top[..., None] + torch.arange(h, device=top.device)  # [..., h]
@@ -151,13 +146,7 @@ class MultiBlockMaskGenerator:
         th, tw = self._target_block(r_target)
         ch, cw = self._block(self.context_scale, (1.0, 1.0), r_context)
 
-        # One draw for all per-image randomness: a rank for every patch (see below) and the
-        # corners of the M target blocks and of the context block. Few ops: on a CPU each is a
-        # parallel region, costly next to the training step's work.
-        draws = self._draw((B, self.num_patches + 2 * M + 2), device, generator)
-        score, corners = draws[:, : self.num_patches], draws[:, self.num_patches :]
-        top, left = self._corners(corners[:, : 2 * M].view(B, M, 2), th, tw)
-        ctop, cleft = self._corners(corners[:, 2 * M :].view(B, 1, 2), ch, cw)
+        top, left = self._corners((B, M), th, tw, device, generator)
         target_idx = self._block_indices(top, left, th, tw)  # [B, M, Kt]
         covered = self._covered(target_idx)
 
@@ -168,6 +157,7 @@ class MultiBlockMaskGenerator:
 
         # Context block minus targets, then equalised around the batch mean (module docstring).
         # Few passes over [B, N]: on a CPU each is a parallel region, costly on a busy machine.
+        ctop, cleft = self._corners((B, 1), ch, cw, device, generator)
         rows = torch.arange(self.height, device=covered.device)
         cols = torch.arange(self.width, device=covered.device)
         in_rows = (rows >= ctop) & (rows < ctop + ch)  # [B, H]
@@ -177,9 +167,13 @@ class MultiBlockMaskGenerator:
         available = self.num_patches - int(covered.sum(1).max())
         num_context = min(max(mean_size, self.min_keep), available)
 
-        # Context patches rank first, then free ones, covered ones last, each kind in random order.
-        # Integer scores: topk on int32 is a third faster than on floats on a CPU, and adding the
-        # bool masks needs no float copies (nor masked_fill_, slow on CPU).
+        # A random rank per patch; context patches rank first, then free ones, and covered ones
+        # last. Integer scores: topk on int32 is a third faster than on floats on a CPU, and
+        # adding the bool masks needs no float copies (nor masked_fill_, slow on CPU).
+        score = torch.randint(
+            0, RANK_LEVELS, (B, self.num_patches), dtype=torch.int32, device=covered.device,
+            generator=generator,
+        )  # fmt: skip
         score.add_(in_context, alpha=RANK_LEVELS).add_(covered, alpha=-2 * RANK_LEVELS)
         chosen = score.topk(num_context, dim=1, sorted=False).indices  # [B, Kc], unordered
         return self._ascending(chosen), target_idx
@@ -197,8 +191,8 @@ class MultiBlockMaskGenerator:
             bad = (~covered).sum(1) < self.min_keep
             if not bool(bad.any()):
                 return target_idx, covered
-            draws = self._draw((int(bad.sum()), self.num_targets, 2), top.device, generator)
-            top[bad], left[bad] = self._corners(draws, h, w)
+            shape = (int(bad.sum()), self.num_targets)
+            top[bad], left[bad] = self._corners(shape, h, w, top.device, generator)
             target_idx = self._block_indices(top, left, h, w)
             covered = self._covered(target_idx)
         # Stacking every block on the first always leaves N - h*w >= min_keep (checked in __init__).
