@@ -170,10 +170,10 @@ class MultiBlockMaskGenerator:
         # A random rank per patch; context patches rank first, then free ones, and covered ones
         # last. Integer scores: topk on int32 is a third faster than on floats on a CPU, and
         # adding the bool masks needs no float copies (nor masked_fill_, slow on CPU).
+        shape = (B, self.num_patches)
         score = torch.randint(
-            0, RANK_LEVELS, (B, self.num_patches), dtype=torch.int32, device=covered.device,
-            generator=generator,
-        )  # fmt: skip
+            0, RANK_LEVELS, shape, dtype=torch.int32, device=covered.device, generator=generator
+        )
         score.add_(in_context, alpha=RANK_LEVELS).add_(covered, alpha=-2 * RANK_LEVELS)
         chosen = score.topk(num_context, dim=1, sorted=False).indices  # [B, Kc], unordered
         return self._ascending(chosen), target_idx
