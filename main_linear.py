@@ -11,7 +11,8 @@ is resolved against this file's folder, so the command works from any working di
 import hydra
 from omegaconf import DictConfig
 
-from solo_cjepa.launch import exit_on_config_error, linear
+from solo_cjepa.errors import exit_on_config_error
+from solo_cjepa.launch.run import linear
 
 
 @hydra.main(version_base="1.2", config_path="scripts/linear/fashion-mnist", config_name="cjepa")

@@ -15,7 +15,7 @@ import torch
 
 from bench.methods import autocast, bf16_supported, build, default_device, image_batch
 from bench.timing import interleave
-from solo_cjepa.vit_tokens import embed_patches, encode, select_tokens
+from solo_cjepa.vit import embed_patches, encode, select_tokens
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 
 from bench.methods import default_device
 from bench.timing import interleave
-from solo_cjepa.masks import MultiBlockMaskGenerator
+from solo_cjepa.masks import DEFAULT_MASKS, MultiBlockMaskGenerator
 
 
 class IJEPAMaskLoop:
@@ -20,19 +20,13 @@ class IJEPAMaskLoop:
     context block redrawn until big enough, the context minus the targets; then every index list
     truncated to the batch minimum."""
 
-    def __init__(
-        self,
-        grid: int,
-        num_targets=4,
-        target_scale=(0.15, 0.2),
-        target_aspect_ratio=(0.75, 1.5),
-        context_scale=(0.85, 1.0),
-        min_keep=10,
-    ):
+    def __init__(self, grid: int, **masks):
+        masks = {**DEFAULT_MASKS, **masks}
         self.height = self.width = grid
-        self.num_targets, self.min_keep = num_targets, min_keep
-        self.target_scale, self.target_aspect_ratio = target_scale, target_aspect_ratio
-        self.context_scale = context_scale
+        self.num_targets, self.min_keep = masks["num_targets"], masks["min_keep"]
+        self.target_scale = masks["target_scale"]
+        self.target_aspect_ratio = masks["target_aspect_ratio"]
+        self.context_scale = masks["context_scale"]
 
     def _block_size(self, generator, scale, aspect_ratio) -> Tuple[int, int]:
         r = torch.rand(1, generator=generator).item()

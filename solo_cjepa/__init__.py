@@ -28,7 +28,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         f"the real one with:\n    {SOLO_LEARN_INSTALL}"
     ) from err
 
-from solo_cjepa import backbones  # noqa: F401,E402  (registers vit_nano, vit_micro)
+from solo_cjepa import vit  # noqa: F401,E402  (registers vit_nano, vit_micro)
 from solo_cjepa.method import CJEPA  # noqa: E402
 
 METHODS["cjepa"] = CJEPA

@@ -1,8 +1,11 @@
-"""What the launchers tell the user: :class:`ConfigError`, reported as one line before training
-starts (its message names the offending key and the values it accepts), and :func:`note`.
+"""What every command tells the user: :class:`ConfigError`, reported as one ``error:`` line and
+exit status 2 before any work starts (its message names the offending key or file and what it
+accepts), and :func:`note`.
 """
 
+import contextlib
 import sys
+from typing import Iterator
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -21,3 +24,16 @@ def require(ok: bool, message: str) -> None:
 def note(message: str) -> None:
     """One line on stderr from the first process (hydra's yamls switch Python logging off)."""
     print(f"[solo-cjepa] {message}", file=sys.stderr, flush=True)
+
+
+CONFIG_ERROR_EXIT = 2  # as argparse exits on a bad command line
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Turns a :class:`ConfigError` into one ``error:`` line on stderr and exit status 2."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(CONFIG_ERROR_EXIT) from None

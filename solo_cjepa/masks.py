@@ -25,6 +25,14 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 Pair = Tuple[float, float]
+# I-JEPA's ImageNet masks (src/masks/multiblock.py defaults, configs/in1k_vith14_ep300.yaml).
+DEFAULT_MASKS = {
+    "num_targets": 4,
+    "target_scale": (0.15, 0.2),
+    "target_aspect_ratio": (0.75, 1.5),
+    "context_scale": (0.85, 1.0),
+    "min_keep": 10,
+}
 # Random ranks among the patches of one kind (context, free); ties are one in a million.
 RANK_LEVELS = 2**20
 
@@ -41,11 +49,11 @@ class MultiBlockMaskGenerator:
     def __init__(
         self,
         grid_size: Union[int, Tuple[int, int]],
-        num_targets: int = 4,
-        target_scale: Pair = (0.15, 0.2),
-        target_aspect_ratio: Pair = (0.75, 1.5),
-        context_scale: Pair = (0.85, 1.0),
-        min_keep: int = 10,
+        num_targets: int = DEFAULT_MASKS["num_targets"],
+        target_scale: Pair = DEFAULT_MASKS["target_scale"],
+        target_aspect_ratio: Pair = DEFAULT_MASKS["target_aspect_ratio"],
+        context_scale: Pair = DEFAULT_MASKS["context_scale"],
+        min_keep: int = DEFAULT_MASKS["min_keep"],
         max_tries: int = 20,
     ):
         """Multi-block mask sampler of I-JEPA for a ``grid_size`` patch grid.

@@ -17,12 +17,12 @@ from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.errors import ConfigError, require
 from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regularizer
-from solo_cjepa.masks import MultiBlockMaskGenerator
+from solo_cjepa.masks import DEFAULT_MASKS, MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
-from solo_cjepa.pos_embed import sincos_pos_embed
 from solo_cjepa.predictor import PREDICTOR_LAYOUTS, JEPAPredictor
 from solo_cjepa.schedules import MOMENTUM_SCHEDULES, EMAUpdater, cosine_ramp
-from solo_cjepa.vit_tokens import check_token_vit, embed_patches, encode, select_tokens
+from solo_cjepa.seeds import mix_seed
+from solo_cjepa.vit import check_token_vit, embed_patches, encode, select_tokens, sincos_pos_embed
 
 TARGET_EMBEDDINGS = ("blocks", "full")
 
@@ -121,11 +121,7 @@ class CJEPA(BaseMomentumMethod):
             "pred_embed_dim": 384,
             "pred_num_heads": None,
             "pred_layout": "repeat",
-            "num_targets": 4,
-            "target_scale": [0.15, 0.2],
-            "target_aspect_ratio": [0.75, 1.5],
-            "context_scale": [0.85, 1.0],
-            "min_keep": 10,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_MASKS.items()},
             "loss_type": "smooth_l1",
             "vicreg_weight": 0.001,
             "sim_weight": 25.0,
@@ -236,9 +232,7 @@ class CJEPA(BaseMomentumMethod):
     def _mask_generator_state(self, batch_idx: int, device: torch.device) -> torch.Generator:
         # A pure function of (seed, rank, epoch, batch): masks are reproducible and a resumed run
         # draws the same masks as an uninterrupted one.
-        seed = self.seed
-        for value in (self.global_rank, self.current_epoch, batch_idx):
-            seed = (seed * 1_000_003 + value) % 2**63
+        seed = mix_seed(self.seed, self.global_rank, self.current_epoch, batch_idx)
         return torch.Generator(device=device).manual_seed(seed)
 
     def _vicreg(

@@ -13,7 +13,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from solo_cjepa.pos_embed import sincos_pos_embed
+from solo_cjepa.vit import sincos_pos_embed
 
 PREDICTOR_LAYOUTS = ("repeat", "single")
 

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from solo_cjepa.atomic_checkpoint_io import AtomicCheckpointIO
+from solo_cjepa.launch.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
 
 
 def test_save_writes_the_checkpoint_and_leaves_no_side_file(tmp_path):

@@ -9,10 +9,9 @@ from cjepa_helpers import IMG_SIZE, image_folder, tiny_vit_cfg
 from omegaconf import OmegaConf
 from PIL import Image
 
-from solo_cjepa.attention import attention_maps, last_layer_attention, main
-from solo_cjepa.backbones import vit_nano
 from solo_cjepa.method import CJEPA
-from solo_cjepa.vit_tokens import embed_patches
+from solo_cjepa.tools.attention_maps import attention_maps, last_layer_attention, main
+from solo_cjepa.vit import embed_patches, vit_nano
 
 
 def token_vit():
@@ -67,4 +66,6 @@ def test_command_draws_target_and_context_maps_of_a_checkpoint(tmp_path):
     with Image.open(out) as image:
         image.load()
         assert image.format == "PNG" and image.size[0] > image.size[1]  # 4 columns, 3 rows
-    assert main([str(run), "--images", "99", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main([str(run), "--images", "99", "--out", str(out)])
+    assert stop.value.code == 2

@@ -9,12 +9,12 @@ import pytest
 from cjepa_helpers import image_folder
 from PIL import Image
 
-from solo_cjepa.compare.__main__ import build_plan, main
-from solo_cjepa.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
-from solo_cjepa.compare.pipeline import Plan, per_run_minutes, run_comparison
-from solo_cjepa.compare.presets import ABLATIONS, folder_name
-from solo_cjepa.compare.runner import RunSpec, budget_overrides, eta_s
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.tools.compare.__main__ import build_plan, main
+from solo_cjepa.tools.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
+from solo_cjepa.tools.compare.pipeline import Plan, per_run_minutes, run_comparison
+from solo_cjepa.tools.compare.presets import ABLATIONS, folder_name
+from solo_cjepa.tools.compare.runner import RunSpec, budget_overrides, eta_s
 
 
 def tiny_overrides(tmp_path: Path):
@@ -185,10 +185,14 @@ def test_flags_presets_and_ablation():
 
 
 def test_bad_dataset_or_method_setting_stops_before_any_run(tmp_path, capsys):
-    assert main(["--dataset", "mnist", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["--dataset", "mnist", "--out", str(tmp_path)])
+    assert stop.value.code == 2
     assert "--dataset must be one of" in capsys.readouterr().err
     argv = ["--dataset", "custom", "--methods", "cjepa", "--out", str(tmp_path / "out")]
     overrides = [*tiny_overrides(tmp_path), "++method_kwargs.loss_type=nonsense"]
-    assert main([*argv, "--", *overrides]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--", *overrides])
+    assert stop.value.code == 2
     assert "method_kwargs.loss_type must be one of" in capsys.readouterr().err
     assert not (tmp_path / "out" / "cjepa").exists()

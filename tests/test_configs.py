@@ -13,7 +13,7 @@ from solo.methods import METHODS
 from solo.methods.linear import LinearModel
 
 from solo_cjepa.errors import ConfigError
-from solo_cjepa.launch import (
+from solo_cjepa.launch.run import (
     build_linear_model,
     build_method,
     prepare_linear_cfg,

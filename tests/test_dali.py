@@ -6,7 +6,7 @@ import torch
 from cjepa_helpers import compose_config, fast_overrides, image_folder
 from lightning.pytorch import Callback
 
-from solo_cjepa.launch import pretrain
+from solo_cjepa.launch.run import pretrain
 
 pytest.importorskip("nvidia.dali")
 

@@ -78,7 +78,7 @@ def test_pretrain_then_linear_from_another_directory(tmp_path):
 
 def test_bad_input_stops_with_one_line(tmp_path):
     result = _launch("main_pretrain.py", tmp_path, "data.dataset=imagenet-100")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: data.dataset must be one of ['cifar10', 'cifar100', 'stl10', 'imagenet', "

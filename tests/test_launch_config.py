@@ -5,10 +5,10 @@ import pytest
 import torch
 from cjepa_helpers import compose_config, image_folder
 
-from solo_cjepa.data.loaders import pretrain_dataset
 from solo_cjepa.errors import ConfigError
-from solo_cjepa.hardware import normalise_hardware, trainer_devices
-from solo_cjepa.launch import build_method, prepare_linear_cfg, prepare_pretrain_cfg
+from solo_cjepa.launch.data.loaders import pretrain_dataset
+from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
+from solo_cjepa.launch.run import build_method, prepare_linear_cfg, prepare_pretrain_cfg
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from cjepa_helpers import compose_config, image_folder, write_idx
 
-from solo_cjepa.data.fashion_mnist import FashionMNIST, read_idx
-from solo_cjepa.data.loaders import pretrain_val_loader
-from solo_cjepa.launch import prepare_pretrain_cfg
+from solo_cjepa.launch.data.fashion_mnist import FashionMNIST, read_idx
+from solo_cjepa.launch.data.loaders import pretrain_val_loader
+from solo_cjepa.launch.run import prepare_pretrain_cfg
 
 
 def test_fashion_mnist_from_idx_files(tmp_path):

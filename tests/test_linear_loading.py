@@ -7,8 +7,8 @@ from cjepa_helpers import cpu_trainer, pretrain_loader, tiny_vit_cfg
 from solo.methods import METHODS
 from solo.methods.base import BaseMethod
 
-from solo_cjepa.backbone_loading import load_pretrained_backbone
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.checkpoints.loading import load_pretrained_backbone
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from solo.methods import METHODS
 import solo_cjepa
 from solo_cjepa.losses import jepa_loss
 from solo_cjepa.method import CJEPA
-from solo_cjepa.pos_embed import sincos_pos_embed
 from solo_cjepa.schedules import cosine_ramp
+from solo_cjepa.vit import sincos_pos_embed
 
 
 def build(**kwargs):

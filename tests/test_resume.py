@@ -8,7 +8,7 @@ import pytest
 import torch
 from cjepa_helpers import StepRecorder, compose_config, fashion_mnist_dir, fast_overrides, run_dirs
 
-from solo_cjepa.launch import pretrain
+from solo_cjepa.launch.run import pretrain
 
 STEPS_PER_EPOCH = 3
 

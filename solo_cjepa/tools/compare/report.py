@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from solo_cjepa.compare.runner import format_duration
+from solo_cjepa.tools.compare.runner import format_duration
 
 # (csv column, markdown header, digits); None digits: text
 COLUMNS = (

@@ -17,8 +17,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from solo_cjepa.data.loaders import classification_datasets, eval_transform, normalization
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.data.loaders import classification_datasets, pretrain_eval_transform
 from solo_cjepa.monitors import effective_rank
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -60,9 +60,7 @@ def eval_loaders(cfg: DictConfig, batch_size: int = 512) -> Tuple[DataLoader, Da
     """The whole train and validation sets of a pretraining cfg (``data.fraction`` ignored),
     through its online validation's transform: training crop size and normalisation, no
     augmentation."""
-    first = cfg.augmentations[0]
-    normalize = normalization(cfg.data.dataset, first.get("mean"), first.get("std"))
-    transform = eval_transform(cfg.data.dataset, first.crop_size, normalize)
+    transform = pretrain_eval_transform(cfg)
     full = cfg.copy()
     full.data.fraction = -1.0
     if full.data.get("val_path") is None or full.data.get("no_labels", False):

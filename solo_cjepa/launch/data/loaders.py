@@ -16,8 +16,8 @@ from solo.data.pretrain_dataloader import (
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from solo_cjepa.data import fashion_mnist
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.data import fashion_mnist
 
 IMAGE_FOLDERS = ("imagenet", "imagenet100", "custom")
 
@@ -126,15 +126,21 @@ def classification_datasets(
         raise _data_error(data, err) from None
 
 
+def pretrain_eval_transform(cfg: DictConfig) -> Callable:
+    """The validation transform of a pretraining cfg: its first crop's size and normalisation,
+    no augmentation (online validation and the offline evaluation alike)."""
+    first = cfg.augmentations[0]
+    normalize = normalization(cfg.data.dataset, first.get("mean"), first.get("std"))
+    return eval_transform(cfg.data.dataset, first.crop_size, normalize)
+
+
 def pretrain_val_loader(cfg: DictConfig) -> Optional[DataLoader]:
     """Loader for the online classifiers' validation, at the size of the training crops; ``None``
     where solo-learn has none (image folders without ``val_path``, unlabelled custom data)."""
     data = cfg.data
     if data.dataset in IMAGE_FOLDERS and (data.val_path is None or data.no_labels):
         return None
-    first = cfg.augmentations[0]
-    normalize = normalization(data.dataset, first.get("mean"), first.get("std"))
-    val_transform = eval_transform(data.dataset, first.crop_size, normalize)
+    val_transform = pretrain_eval_transform(cfg)
     _, val_dataset = classification_datasets(cfg, val_transform, val_transform)
     return DataLoader(
         val_dataset, batch_size=cfg.optimizer.batch_size, num_workers=data.num_workers

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from solo_cjepa.compare.configs import METHODS
-from solo_cjepa.compare.runner import RunSpec
+from solo_cjepa.tools.compare.configs import METHODS
+from solo_cjepa.tools.compare.runner import RunSpec
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,15 @@ from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 import torch
 from omegaconf import DictConfig
 
-from solo_cjepa.compare.configs import compose_run, config_dir
-from solo_cjepa.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
-from solo_cjepa.compare.plots import write_plots
-from solo_cjepa.compare.presets import folder_name
-from solo_cjepa.compare.report import Report, run_row, write_report
-from solo_cjepa.compare.runner import (
+from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method
+from solo_cjepa.launch.run import build_method
+from solo_cjepa.tools.compare.configs import compose_run, config_dir
+from solo_cjepa.tools.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
+from solo_cjepa.tools.compare.plots import write_plots
+from solo_cjepa.tools.compare.presets import folder_name
+from solo_cjepa.tools.compare.report import Report, run_row, write_report
+from solo_cjepa.tools.compare.runner import (
     ProgressLine,
     RunOutcome,
     RunSpec,
@@ -26,10 +29,7 @@ from solo_cjepa.compare.runner import (
     format_duration,
     run,
 )
-from solo_cjepa.errors import ConfigError
-from solo_cjepa.launch import build_method
-from solo_cjepa.offline_eval import eval_loaders, evaluate, evaluated_encoder, flat_pixels
-from solo_cjepa.pretrained import encoder_of, load_method
+from solo_cjepa.tools.offline_eval import eval_loaders, evaluate, evaluated_encoder, flat_pixels
 
 # Every run: a CSV log and a checkpoint in its own folder, online kNN on, no sanity validation
 # (it costs time and measures nothing), no progress bar in the log file.
@@ -215,7 +215,7 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
         for i, (spec, folder) in enumerate(zip(plan.specs, folders)):
             line = ProgressLine(f"[{i + 1}/{len(plan.specs)}] {spec.name}:", stream)
             command = [
-                sys.executable, "-m", "solo_cjepa.compare.train",
+                sys.executable, "-m", "solo_cjepa.tools.compare.train",
                 "--config-path", str(config_dir(plan.dataset)),
                 "--config-name", f"{spec.config_name}.yaml",
                 *overrides(spec, folder, minutes),

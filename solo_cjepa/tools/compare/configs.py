@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 import solo_cjepa
 from solo_cjepa.errors import ConfigError
-from solo_cjepa.launch import prepare_pretrain_cfg
+from solo_cjepa.launch.run import prepare_pretrain_cfg
 
 PRETRAIN_CONFIGS = Path(solo_cjepa.__file__).resolve().parents[1] / "scripts" / "pretrain"
 METHODS = ("cjepa", "ijepa", "vicreg", "byol")

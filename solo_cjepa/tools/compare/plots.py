@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a CPU server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from solo_cjepa.compare.metrics import Rows, curve, loss_keys  # noqa: E402
+from solo_cjepa.tools.compare.metrics import Rows, curve, loss_keys  # noqa: E402
 
 Runs = Sequence[Tuple[str, Rows]]
 ACCURACIES = (("val_acc1", "online linear top-1 (%)"), ("val_knn_acc1", "online kNN top-1 (%)"))

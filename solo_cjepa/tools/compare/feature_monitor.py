@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from solo_cjepa.backbone_loading import ENCODER_PREFIXES
+from solo_cjepa.launch.checkpoints.loading import ENCODER_ATTRIBUTES
 from solo_cjepa.monitors import effective_rank, mean_std
-from solo_cjepa.offline_eval import spread_images
+from solo_cjepa.tools.offline_eval import spread_images
 
 
 class FeatureMonitor(Callback):
@@ -25,7 +25,7 @@ class FeatureMonitor(Callback):
             encoder: ``context`` (solo's ``backbone``) or ``target`` (``momentum_backbone``).
             num_images: how many validation images (spread over the set) to embed.
         """
-        self.attribute = ENCODER_PREFIXES[encoder].rstrip(".")
+        self.attribute = ENCODER_ATTRIBUTES[encoder]
         self.num_images = num_images
         self.every_n_steps = every_n_steps
         self.images: Optional[torch.Tensor] = None

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from solo_cjepa.compare.configs import METHODS
-from solo_cjepa.compare.pipeline import Plan, run_comparison
-from solo_cjepa.compare.presets import ABLATIONS, PRESETS, method_specs
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.tools.compare.configs import METHODS
+from solo_cjepa.tools.compare.pipeline import Plan, run_comparison
+from solo_cjepa.tools.compare.presets import ABLATIONS, PRESETS, method_specs
 
 DEFAULT_DATASET = "fashion-mnist"
 
@@ -122,10 +122,8 @@ def build_plan(argv: Sequence[str]) -> Plan:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        report = run_comparison(build_plan(sys.argv[1:] if argv is None else argv))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        with exit_on_config_error():
+            report = run_comparison(build_plan(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         print("interrupted: the report holds the runs finished so far", file=sys.stderr)
         return 130

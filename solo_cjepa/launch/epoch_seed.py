@@ -11,6 +11,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from solo_cjepa.seeds import mix_seed
+
 
 class EpochSeed(pl.Callback):
     def __init__(self, seed: int):
@@ -19,7 +21,7 @@ class EpochSeed(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs before Lightning creates the epoch's DataLoader iterator (and draws its sampler and
         # worker seeds from torch's global generator).
-        seed = (self.seed * 1_000_003 + trainer.current_epoch) % 2**32
+        seed = mix_seed(self.seed, trainer.current_epoch)
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)

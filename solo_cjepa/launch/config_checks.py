@@ -14,9 +14,10 @@ from solo.methods.base import BaseMethod
 from solo.methods.linear import LinearModel
 from solo.utils.misc import omegaconf_select
 
-from solo_cjepa.data import DATASETS, fashion_mnist
-from solo_cjepa.data.loaders import IMAGE_FOLDERS
 from solo_cjepa.errors import ConfigError, note, require
+from solo_cjepa.launch.checkpoints.loading import ENCODER_ATTRIBUTES, newest_checkpoint
+from solo_cjepa.launch.data import DATASETS, fashion_mnist
+from solo_cjepa.launch.data.loaders import IMAGE_FOLDERS
 
 FORMATS = ("image_folder", "h5", "dali")
 DALI_DATASETS = ("imagenet100", "imagenet", "custom")
@@ -24,7 +25,6 @@ H5_DATASETS = ("imagenet100", "imagenet")
 PRETRAIN_SCHEDULERS = ("warmup_cosine", "step", "none")  # what BaseMethod.configure_optimizers does
 ONE_CROP_METHODS = ("cjepa", "mae", "wmse")  # the rest of solo's zoo trains on two large crops
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
-ENCODERS = ("context", "target")
 
 
 def _one_of(cfg: DictConfig, key: str, allowed: Iterable[Any]) -> None:
@@ -133,9 +133,9 @@ def _checkpoint_file(cfg: DictConfig, key: str, example: str) -> None:
     (which also spares users quoting the '=' of "ep=N.ckpt" on hydra's command line)."""
     path = omegaconf_select(cfg, key, None)
     if isinstance(path, str) and os.path.isdir(path):
-        found = sorted(Path(path).glob("*.ckpt"), key=os.path.getmtime)
-        if found:
-            path = str(found[-1])
+        found = newest_checkpoint(path)
+        if found is not None:
+            path = str(found)
             OmegaConf.update(cfg, key, path)
             note(f"{key}={path}")
     require(
@@ -223,7 +223,7 @@ def check_linear_cfg(cfg: DictConfig) -> None:
     """Checks the user-facing keys of a linear-evaluation cfg (before solo's ``parse_cfg``)."""
     _checkpoint_file(cfg, "pretrained_feature_extractor", "trained_models/cjepa/<run>")
     cfg.pretrained_encoder = omegaconf_select(cfg, "pretrained_encoder", "context")
-    _one_of(cfg, "pretrained_encoder", ENCODERS)
+    _one_of(cfg, "pretrained_encoder", tuple(ENCODER_ATTRIBUTES))
     _one_of(cfg, "backbone.name", sorted(BaseMethod._BACKBONES))
     _check_data(cfg, labelled_val=True)
     require(

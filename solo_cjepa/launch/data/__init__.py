@@ -6,7 +6,7 @@ solo-learn's ``parse_cfg`` accepts (its tables are plain module-level containers
 import solo.args.linear
 import solo.args.pretrain
 
-from solo_cjepa.data import fashion_mnist
+from solo_cjepa.launch.data import fashion_mnist
 
 for _args in (solo.args.pretrain, solo.args.linear):
     if fashion_mnist.NAME not in _args._SUPPORTED_DATASETS:

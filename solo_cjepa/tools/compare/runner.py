@@ -1,4 +1,4 @@
-"""Runs one comparison entry as a subprocess of ``solo_cjepa.compare.train``, so a crash cannot
+"""Runs one comparison entry as a subprocess of ``solo_cjepa.tools.compare.train``, so a crash
 take the other runs down, and keeps one progress line per run with an ETA on the terminal.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from solo_cjepa.compare.clock import PROGRESS_ENV
+from solo_cjepa.tools.compare.clock import PROGRESS_ENV
 
 POLL_S = 2.0
 # Without a terminal to redraw in, a line every so often instead of every poll.

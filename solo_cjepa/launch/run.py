@@ -3,10 +3,9 @@ expressed through its public API, plus hardware normalisation, input checks, Fas
 DALI on CPU, a CSV logger when W&B is off, exact resume and strict linear-evaluation loading.
 """
 
-import contextlib
 import inspect
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from lightning.pytorch import (
@@ -33,22 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
-from solo_cjepa.atomic_checkpoint_io import AtomicCheckpointIO
-from solo_cjepa.backbone_loading import load_pretrained_backbone
-from solo_cjepa.config_checks import check_linear_cfg, check_pretrain_cfg
-from solo_cjepa.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
-from solo_cjepa.epoch_seed import EpochSeed
 from solo_cjepa.errors import ConfigError, note
-from solo_cjepa.hardware import normalise_hardware, trainer_devices
-
-
-@contextlib.contextmanager
-def exit_on_config_error() -> Iterator[None]:
-    """Turns a :class:`ConfigError` into a one-line message and exit status 1."""
-    try:
-        yield
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+from solo_cjepa.launch.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
+from solo_cjepa.launch.checkpoints.loading import load_pretrained_backbone
+from solo_cjepa.launch.config_checks import check_linear_cfg, check_pretrain_cfg
+from solo_cjepa.launch.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
+from solo_cjepa.launch.epoch_seed import EpochSeed
+from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
 
 
 def _prepare(cfg: DictConfig, check: Callable, parse: Callable) -> DictConfig:
@@ -175,7 +165,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     val_loader = pretrain_val_loader(cfg)
 
     if cfg.data.format == "dali":
-        from solo_cjepa.data.dali import pretrain_datamodule
+        from solo_cjepa.launch.data.dali import pretrain_datamodule
 
         train = pretrain_datamodule(cfg)
     else:
@@ -249,7 +239,7 @@ def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     model = _channels_last(cfg, build_linear_model(cfg))
     train, val_loader = linear_loaders(cfg)
     if cfg.data.format == "dali":
-        from solo_cjepa.data.dali import classification_datamodule
+        from solo_cjepa.launch.data.dali import classification_datamodule
 
         train = classification_datamodule(cfg)
     return _fit(

@@ -1,0 +1,1 @@
+"""Checkpoints of a run: written atomically, found in run folders, and read back strictly."""
