@@ -36,9 +36,9 @@ class VICRegTerms(NamedTuple):
 def vicreg_regularizer(
     context_emb: torch.Tensor,
     target_emb: torch.Tensor,
-    sim_weight: float = 25.0,
-    var_weight: float = 25.0,
-    cov_weight: float = 1.0,
+    sim_loss_weight: float = 25.0,
+    var_loss_weight: float = 25.0,
+    cov_loss_weight: float = 1.0,
 ) -> VICRegTerms:
     """C-JEPA's VICReg terms on per-image embeddings ``c`` (context), ``t`` (target), ``[B, D]``.
 
@@ -51,5 +51,5 @@ def vicreg_regularizer(
     # solo's terms add two branches; passing the one branch twice and halving gives its term.
     var = variance_loss(c, c) / 2
     cov = covariance_loss(c, c) / 2
-    loss = sim_weight * sim + var_weight * var + cov_weight * cov
+    loss = sim_loss_weight * sim + var_loss_weight * var + cov_loss_weight * cov
     return VICRegTerms(loss, sim, var, cov)

@@ -15,7 +15,7 @@ from solo.methods.base import BaseMomentumMethod
 from solo.utils.metrics import accuracy_at_k
 from solo.utils.misc import omegaconf_select
 
-from solo_cjepa.errors import ConfigError, require
+from solo_cjepa.errors import ConfigError, note, require
 from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regularizer
 from solo_cjepa.masks import DEFAULT_MASKS, MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
@@ -25,6 +25,8 @@ from solo_cjepa.seeds import mix_seed
 from solo_cjepa.vit import check_token_vit, embed_patches, encode, select_tokens, sincos_pos_embed
 
 TARGET_EMBEDDINGS = ("blocks", "full")
+# Our first names for the VICReg weights; solo's vicreg.yaml calls them *_loss_weight.
+DEPRECATED_KWARGS = {f"{t}_weight": f"{t}_loss_weight" for t in ("sim", "var", "cov")}
 
 
 class CJEPA(BaseMomentumMethod):
@@ -38,7 +40,9 @@ class CJEPA(BaseMomentumMethod):
                     sequence per image (about half the predictor's cost; see JEPAPredictor).
                 num_targets, target_scale, target_aspect_ratio, context_scale, min_keep: masks.
                 loss_type (smooth_l1 | mse): prediction loss.
-                vicreg_weight, sim_weight, var_weight, cov_weight: VICReg term and its weights.
+                vicreg_weight, sim_loss_weight, var_loss_weight, cov_loss_weight: the VICReg
+                    term and its weights (solo's names; the older ``sim_weight`` etc. are read
+                    with a deprecation note).
                 target_embedding (blocks | full): the invariance target ``t``, the mean of the
                     target-encoder tokens over the target blocks or over the whole image.
                 final_weight_decay (None: constant): cosine ramp of the weight decay from
@@ -84,7 +88,9 @@ class CJEPA(BaseMomentumMethod):
         self.loss_type: str = kwargs.loss_type
         self.vicreg_weight: float = kwargs.vicreg_weight
         self.vicreg_weights = dict(
-            sim_weight=kwargs.sim_weight, var_weight=kwargs.var_weight, cov_weight=kwargs.cov_weight
+            sim_loss_weight=kwargs.sim_loss_weight,
+            var_loss_weight=kwargs.var_loss_weight,
+            cov_loss_weight=kwargs.cov_loss_weight,
         )
         self.target_embedding: str = kwargs.target_embedding
         self.final_weight_decay = kwargs.final_weight_decay
@@ -116,6 +122,12 @@ class CJEPA(BaseMomentumMethod):
             cfg.backbone.kwargs[key] = omegaconf_select(cfg, f"backbone.kwargs.{key}", value)
         cfg = super(CJEPA, CJEPA).add_and_assert_specific_cfg(cfg)
 
+        for old, new in DEPRECATED_KWARGS.items():
+            if old in cfg.method_kwargs:
+                note(f"method_kwargs.{old} is deprecated: read as {new}, solo-learn's VICReg name")
+                cfg.method_kwargs.setdefault(new, cfg.method_kwargs[old])
+                del cfg.method_kwargs[old]
+
         defaults = {
             "pred_depth": 6,
             "pred_embed_dim": 384,
@@ -124,9 +136,9 @@ class CJEPA(BaseMomentumMethod):
             **{k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_MASKS.items()},
             "loss_type": "smooth_l1",
             "vicreg_weight": 0.001,
-            "sim_weight": 25.0,
-            "var_weight": 25.0,
-            "cov_weight": 1.0,
+            "sim_loss_weight": 25.0,
+            "var_loss_weight": 25.0,
+            "cov_loss_weight": 1.0,
             "target_embedding": "blocks",
             "final_weight_decay": None,
             "fixed_pos_embed": True,
@@ -153,7 +165,7 @@ class CJEPA(BaseMomentumMethod):
             cfg.momentum.schedule in MOMENTUM_SCHEDULES,
             f"momentum.schedule must be one of {MOMENTUM_SCHEDULES}, got {cfg.momentum.schedule!r}",
         )
-        for key in ("vicreg_weight", "sim_weight", "var_weight", "cov_weight"):
+        for key in ("vicreg_weight", "sim_loss_weight", "var_loss_weight", "cov_loss_weight"):
             require(kwargs[key] >= 0, f"method_kwargs.{key} must be >= 0, got {kwargs[key]}")
         for key in ("pred_depth", "pred_embed_dim", "num_targets", "min_keep"):
             require(kwargs[key] >= 1, f"method_kwargs.{key} must be >= 1, got {kwargs[key]}")
@@ -249,7 +261,7 @@ class CJEPA(BaseMomentumMethod):
             if len(context_embs) == 2:
                 cross = invariance_loss(*context_embs)
                 terms = terms._replace(
-                    loss=terms.loss + self.vicreg_weights["sim_weight"] * cross,
+                    loss=terms.loss + self.vicreg_weights["sim_loss_weight"] * cross,
                     sim=terms.sim + cross,
                 )
         return terms

@@ -130,3 +130,19 @@ def test_linear_yaml_loads_a_pretrained_backbone(dataset, folder, tmp_path):
         with torch.device("meta"):
             model = build_linear_model(cfg)
         assert isinstance(model, LinearModel)
+
+
+def test_old_vicreg_weight_names_are_read_with_a_note(capsys):
+    cfg = compose_config("pretrain", "fashion-mnist", "cjepa")
+    OmegaConf.set_struct(cfg, False)
+    kwargs = cfg.method_kwargs
+    for term in ("sim", "var", "cov"):
+        del kwargs[f"{term}_loss_weight"]
+    kwargs.sim_weight, kwargs.var_weight, kwargs.cov_weight = 3.0, 4.0, 5.0
+    model = build_method(prepare_pretrain_cfg(cfg))
+    assert model.vicreg_weights == {
+        "sim_loss_weight": 3.0,
+        "var_loss_weight": 4.0,
+        "cov_loss_weight": 5.0,
+    }
+    assert "method_kwargs.sim_weight is deprecated" in capsys.readouterr().err

@@ -44,7 +44,7 @@ PRETRAIN_CASES = [
     ("method_kwargs.num_targets=0", "method_kwargs.num_targets must be >= 1", "got 0"),
     ("method_kwargs.min_keep=30", "fewer than min_keep=30", "lower min_keep"),
     ("method_kwargs.vicreg_weight=-1", "method_kwargs.vicreg_weight must be >= 0", ""),
-    ("method_kwargs.cov_weight=-0.5", "method_kwargs.cov_weight must be >= 0", ""),
+    ("method_kwargs.cov_loss_weight=-0.5", "method_kwargs.cov_loss_weight must be >= 0", ""),
     ("method_kwargs.loss_type=l1", "method_kwargs.loss_type must be one of", "'smooth_l1'"),
     ("momentum.schedule=step", "momentum.schedule must be one of", "'linear'"),
     ("optimizer.name=adam_w", "optimizer.name must be one of [", "'adamw'"),

@@ -70,6 +70,6 @@ def test_vicreg_regularizer_matches_reference_in_value_and_gradient(weights):
 
 def test_vicreg_target_side_gets_no_variance_or_covariance_gradient():
     c, t = fixed_tensors(6, 5, seed=6), fixed_tensors(6, 5, seed=7)
-    terms = vicreg_regularizer(c, t, sim_weight=0.0)
+    terms = vicreg_regularizer(c, t, sim_loss_weight=0.0)
     grad_t, grad_c = torch.autograd.grad(terms.loss, (t, c))
     assert torch.count_nonzero(grad_t) == 0 and torch.count_nonzero(grad_c) > 0

@@ -132,7 +132,7 @@ def test_unlabeled_batch_trains_with_a_finite_loss():
     [
         ({"loss_type": "l1"}, "loss_type"),
         ({"vicreg_weight": -1.0}, "vicreg_weight"),
-        ({"cov_weight": -0.1}, "cov_weight"),
+        ({"cov_loss_weight": -0.1}, "cov_loss_weight"),
         ({"target_embedding": "cls"}, "target_embedding"),
         ({"num_targets": 0}, "num_targets"),
         ({"final_weight_decay": -0.4}, "final_weight_decay"),

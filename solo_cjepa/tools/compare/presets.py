@@ -36,11 +36,11 @@ PRESETS: Dict[str, Preset] = {
 ABLATIONS: Dict[str, Tuple[RunSpec, ...]] = {
     "vicreg": (
         RunSpec("neither (I-JEPA)", "cjepa", ("++method_kwargs.vicreg_weight=0",)),
-        RunSpec("var/cov only", "cjepa", ("++method_kwargs.sim_weight=0",)),
+        RunSpec("var/cov only", "cjepa", ("++method_kwargs.sim_loss_weight=0",)),
         RunSpec(
             "invariance only",
             "cjepa",
-            ("++method_kwargs.var_weight=0", "++method_kwargs.cov_weight=0"),
+            ("++method_kwargs.var_loss_weight=0", "++method_kwargs.cov_loss_weight=0"),
         ),
         RunSpec("var/cov + invariance (C-JEPA)", "cjepa"),
     ),
