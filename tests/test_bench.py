@@ -1,6 +1,8 @@
 """The benchmark scripts run on a tiny configuration, and their reference pieces are right (I-JEPA's
 mask loop, the memory counter); no timing is asserted."""
 
+import re
+
 import pytest
 import torch
 
@@ -18,6 +20,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def assert_figures(out: str, *labels: str) -> None:
+    """Every label is printed, and no figure is NaN or infinite."""
+    for label in labels:
+        assert label in out
+    bad = re.findall(r"(?<![A-Za-z])(?:nan|-?inf)(?![A-Za-z])", out, flags=re.IGNORECASE)
+    assert not bad, f"non-finite figures in:\n{out}"
+
+
+def test_figure_check_catches_nan():
+    with pytest.raises(AssertionError):
+        assert_figures("cjepa | nan | 1.00", "cjepa")
+    assert_figures("cjepa | 12.5 | information", "cjepa")
 
 
 def test_reference_loop_draws_ijepa_masks():
@@ -56,8 +72,7 @@ def test_whole_benchmark_runs_on_a_tiny_config(capsys, one_thread):
         "--methods cjepa:pred_layout=single,pred_embed_dim=32,pred_depth=1 vicreg byol".split()
     )
     out = capsys.readouterr().out
-    for name in ("cjepa:pred_layout=single", "vicreg", "byol", "of peak", "8x8", "x vicreg"):
-        assert name in out
+    assert_figures(out, "cjepa:pred_layout=single", "vicreg", "byol", "of peak", "8x8", "x vicreg")
 
 
 def test_component_scripts_run_on_a_tiny_config(capsys, one_thread):
@@ -67,5 +82,4 @@ def test_component_scripts_run_on_a_tiny_config(capsys, one_thread):
     masks.main("--batch-size 4 --grids 8 --repeats 1".split())
     flops.main("--size 32 --repeats 1".split())
     out = capsys.readouterr().out
-    for text in ("predictor single, fused attention", "by phase: ", "8x8", "mm 32"):
-        assert text in out
+    assert_figures(out, "predictor single, fused attention", "by phase: ", "8x8", "mm 32")
