@@ -1,10 +1,6 @@
-"""Reading our checkpoints back: the newest checkpoint of a run folder, one encoder's weights
-loaded strictly into a fresh backbone (linear evaluation), and a whole pretraining method rebuilt
-from its checkpoint and ``args.json`` (the tools).
-
-solo-learn's ``main_linear.py`` loads with ``strict=False`` and so silently evaluates a partly
-random backbone when the linear yaml's ``backbone`` differs from the pretraining one. Here every
-weight must match, and either encoder of a momentum method can be chosen.
+"""Reading checkpoints back: the newest one of a run folder, one encoder's weights loaded
+strictly into a fresh backbone (linear evaluation), and a whole pretraining method rebuilt from
+its checkpoint and ``args.json`` (the tools).
 """
 
 import json
@@ -66,7 +62,9 @@ def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.T
 
 def load_pretrained_backbone(backbone: nn.Module, path: str, encoder: str = "context") -> None:
     """Copies the ``encoder`` weights of checkpoint ``path`` into ``backbone``; raises
-    :class:`ConfigError` unless keys and shapes match exactly."""
+    :class:`ConfigError` unless keys and shapes match exactly (solo-learn's ``main_linear.py``
+    loads with ``strict=False`` and so silently evaluates a partly random backbone when the
+    linear yaml's ``backbone`` differs from the pretraining one)."""
     weights = encoder_state_dict(path, encoder)
     expected = backbone.state_dict()
     missing = expected.keys() - weights.keys()
