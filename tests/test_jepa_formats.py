@@ -12,16 +12,30 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from cjepa_helpers import REPO, compose_config, cpu_trainer, pretrain_loader, tiny_vit_cfg
+from cjepa_helpers import (
+    REPO,
+    compose_config,
+    cpu_trainer,
+    image_folder,
+    pretrain_loader,
+    tiny_vit_cfg,
+)
 from omegaconf import OmegaConf
 from solo.methods.base import BaseMethod
 from timm.models.vision_transformer import VisionTransformer
 
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.launch.checkpoints.loading import load_pretrained_backbone
-from solo_cjepa.launch.run import build_linear_model, build_method, prepare_linear_cfg
+from solo_cjepa.launch.run import (
+    build_linear_model,
+    build_method,
+    prepare_linear_cfg,
+    prepare_pretrain_cfg,
+)
 from solo_cjepa.tools.export import main as export
 from solo_cjepa.tools.export import tokens
+from solo_cjepa.tools.offline_eval import eval_loaders, evaluate
+from solo_cjepa.tools.offline_eval import main as evaluate_command
 from solo_cjepa.vit import sincos_pos_embed
 
 WIDTH, DEPTH, HEADS, PATCH, GRID = 64, 2, 2, 4, 8  # tiny_vit_cfg's vit_nano on 32 px
@@ -30,8 +44,8 @@ TOP_LEVEL = {"encoder", "predictor", "target_encoder", "opt", "scaler", "epoch",
 TOP_LEVEL |= {"batch_size", "world_size", "lr"}
 
 
-def _block_shapes(prefix: str, width: int):
-    hidden = 4 * width
+def _block_shapes(prefix: str, width: int, hidden=None):
+    hidden = hidden or 4 * width
     return {
         f"{prefix}.norm1.weight": [width],
         f"{prefix}.norm1.bias": [width],
@@ -48,16 +62,22 @@ def _block_shapes(prefix: str, width: int):
     }
 
 
-def official_encoder(seed, width=WIDTH, depth=DEPTH, patch=PATCH, grid=GRID, pos_embed=None):
-    """An encoder state dict as I-JEPA's VisionTransformer saves it under DDP."""
-    shapes = {
+def encoder_shapes(width=WIDTH, depth=DEPTH, patch=PATCH, grid=GRID, hidden=None):
+    """The key list of I-JEPA's VisionTransformer (src/models/vision_transformer.py)."""
+    blocks = [_block_shapes(f"blocks.{i}", width, hidden) for i in range(depth)]
+    return {
         "patch_embed.proj.weight": [width, 3, patch, patch],
         "patch_embed.proj.bias": [width],
         "pos_embed": [1, grid * grid, width],
-        **{k: v for i in range(depth) for k, v in _block_shapes(f"blocks.{i}", width).items()},
+        **{k: v for block in blocks for k, v in block.items()},
         "norm.weight": [width],
         "norm.bias": [width],
     }
+
+
+def official_encoder(seed, width=WIDTH, depth=DEPTH, patch=PATCH, grid=GRID, pos_embed=None):
+    """An encoder state dict as I-JEPA's VisionTransformer saves it under DDP."""
+    shapes = encoder_shapes(width, depth, patch, grid)
     generator = torch.Generator().manual_seed(seed)
     state = {k: 0.1 * torch.randn(shape, generator=generator) for k, shape in shapes.items()}
     if pos_embed is not None:
@@ -318,3 +338,35 @@ def test_bad_file_gives_one_error_line(tmp_path):
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {str(tmp_path)!r} is a folder without .ckpt files"]
+
+
+def test_offline_evaluation_of_an_official_checkpoint(tmp_path, capsys):
+    folder = image_folder(tmp_path / "images", num_classes=2, per_class=12, size=32)
+    overrides = [f"data.train_path={folder}", f"data.val_path={folder}", "data.num_workers=0"]
+    overrides += ["backbone.name=vit_nano", "backbone.kwargs.img_size=32"]
+    overrides += [f"backbone.kwargs.patch_size={PATCH}", "augmentations.0.crop_size=32"]
+    target = official_encoder(3)
+    path = official_checkpoint(tmp_path / "vit.pth.tar", target=target)
+    evaluate_command([str(path), "--dataset", "custom", "--", *overrides])
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["encoder"] == "target"
+
+    cfg = prepare_pretrain_cfg(compose_config("pretrain", "custom", "ijepa", overrides))
+    reference = evaluate(timm_vit(target), eval_loaders(cfg))
+    assert {k: scores[k] for k in reference} == pytest.approx(reference)
+
+
+@pytest.mark.parametrize(
+    "name,shapes",
+    [
+        ("vit_huge", encoder_shapes(width=1280, depth=32, patch=14, grid=16)),  # IN1K-vit.h.14
+        ("vit_giant", encoder_shapes(width=1408, depth=40, patch=16, grid=14, hidden=6144)),
+    ],
+)
+def test_released_ijepa_sizes_are_backbones(name, shapes):
+    with torch.device("meta"):
+        vit = BaseMethod._BACKBONES[name](
+            "cjepa", class_token=False, global_pool="avg", fc_norm=False
+        )
+    assert {k: list(v.shape) for k, v in vit.state_dict().items()} == shapes
+    assert vit.blocks[0].attn.num_heads == 16 and vit.norm.eps == 1e-6

@@ -35,8 +35,8 @@ FORMATS = ("timm", "hf", "ijepa")
 # An export is wrong, not merely rounded, beyond this difference from our tokens (float32).
 TOLERANCE = 1e-4
 
-# timm block names -> transformers' IJepaModel (the names of its I-JEPA conversion script, i.e.
-# transformers 4.x; 5.x renamed them, see HF_LAYOUTS).
+# timm names -> transformers' IJepaModel names outside the blocks (4.x and 5.x alike; the 4.x
+# names are those of transformers' I-JEPA conversion script).
 HF_TOP = {
     "pos_embed": "embeddings.position_embeddings",
     "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
@@ -44,7 +44,8 @@ HF_TOP = {
     "norm.weight": "layernorm.weight",
     "norm.bias": "layernorm.bias",
 }
-# Per layout: the layer prefix, then each timm block module's name; "attn.qkv" becomes three.
+# Inside the blocks, per transformers version: the layer prefix, then each timm block module's
+# name there; the fused "attn.qkv" becomes three.
 HF_LAYOUTS = {
     "transformers 4": (
         "encoder.layer.{}.",
@@ -276,9 +277,11 @@ def completed_epochs(checkpoint: Dict[str, Any]) -> int:
 
 
 def _world_size(cfg: DictConfig) -> int:
+    """Processes of the run (I-JEPA's ``world_size``): devices (a count or a list) x nodes."""
     devices = cfg.get("devices", 1)
-    count = len(devices) if isinstance(devices, Sequence) and not isinstance(devices, str) else 1
-    return count * int(cfg.get("num_nodes", 1) or 1)
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        devices = len(devices)
+    return (devices if isinstance(devices, int) else 1) * int(cfg.get("num_nodes", 1) or 1)
 
 
 def parser() -> argparse.ArgumentParser:

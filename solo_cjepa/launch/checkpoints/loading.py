@@ -29,6 +29,7 @@ from solo_cjepa.vit import sincos_pos_embed
 # Encoder name -> attribute of solo's momentum methods: ``context`` is solo's online ``backbone``,
 # ``target`` the EMA ``momentum_backbone``.
 ENCODER_ATTRIBUTES = {"context": "backbone", "target": "momentum_backbone"}
+PATCHES = "patch_embed.proj.weight"  # [width, channels, patch, patch] in timm and I-JEPA
 
 
 def newest_checkpoint(folder: Union[str, Path]) -> Optional[Path]:
@@ -61,10 +62,10 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"{str(path)!r} does not exist") from None
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike
+    except Exception:  # torch raises pickle, zip, key and runtime errors alike
         raise ConfigError(
-            f"{str(path)!r} is not a PyTorch checkpoint ({type(err).__name__}); expected a .ckpt "
-            "of solo-learn or an I-JEPA .pth.tar"
+            f"{str(path)!r} is not a PyTorch checkpoint; expected a .ckpt of solo-learn or an "
+            "I-JEPA .pth.tar"
         ) from None
     require(isinstance(checkpoint, dict), f"{str(path)!r} holds no state dicts")
     return checkpoint
@@ -100,19 +101,14 @@ def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.T
     return weights
 
 
-def _grid(num_patches: int, path: str) -> Tuple[int, int]:
+def _grid(num_patches: int, what: str) -> Tuple[int, int]:
     side = math.isqrt(num_patches)
-    require(
-        side * side == num_patches, f"{path!r}: pos_embed of {num_patches} patches is not square"
-    )
+    require(side * side == num_patches, f"{what}: pos_embed of {num_patches} patches is not square")
     return side, side
 
 
-PATCHES = "patch_embed.proj.weight"
-
-
 def fit_pos_embed(
-    module: nn.Module, weights: Dict[str, torch.Tensor], path: str
+    module: nn.Module, weights: Dict[str, torch.Tensor], what: str
 ) -> Dict[str, torch.Tensor]:
     """``weights`` with a ``pos_embed`` of another image size (same width and patch size)
     brought to ``module``'s patch grid: regenerated when it is the fixed 2-D sin-cos embedding,
@@ -120,10 +116,11 @@ def fit_pos_embed(
     stored, ours = weights.get("pos_embed"), module.state_dict().get("pos_embed")
     if stored is None or ours is None or stored.shape == ours.shape:
         return weights
-    if stored.ndim != 3 or stored.shape[-1] != ours.shape[-1]:
-        return weights  # another width: check_fit names it
+    with_prefix = getattr(module, "num_prefix_tokens", 0) and not module.no_embed_class
+    if stored.ndim != 3 or stored.shape[-1] != ours.shape[-1] or with_prefix:
+        return weights  # another width, or class-token embeddings: check_fit names them
     width = stored.shape[-1]
-    old_grid = _grid(stored.shape[1], path)
+    old_grid = _grid(stored.shape[1], what)
     new_grid = tuple(module.patch_embed.grid_size)
     if torch.allclose(stored[0], sincos_pos_embed(width, old_grid), atol=1e-5):
         pos_embed, how = sincos_pos_embed(width, new_grid)[None], "regenerated (fixed sin-cos)"
@@ -131,7 +128,7 @@ def fit_pos_embed(
         pos_embed = resample_abs_pos_embed(stored, new_grid, old_grid, num_prefix_tokens=0)
         how = "resampled bicubically (learned)"
     note(
-        f"{path}: pos_embed {how} from a {old_grid[0]}x{old_grid[1]} to a "
+        f"{what}: pos_embed {how} from a {old_grid[0]}x{old_grid[1]} to a "
         f"{new_grid[0]}x{new_grid[1]} patch grid"
     )
     return {**weights, "pos_embed": pos_embed}
@@ -171,12 +168,13 @@ def check_fit(module: nn.Module, weights: Dict[str, torch.Tensor], what: str, ad
 
 
 def load_strictly(
-    module: nn.Module, weights: Dict[str, torch.Tensor], path: str, what: str, advice: str
+    module: nn.Module, weights: Dict[str, torch.Tensor], what: str, advice: str
 ) -> None:
     """Copies ``weights`` (position embeddings brought to ``module``'s grid) into ``module``;
-    raises :class:`ConfigError` unless patch size, keys and shapes match exactly."""
+    raises :class:`ConfigError` unless patch size, keys and shapes match exactly (``what``: which
+    weights of which file; ``advice``: the settings that must fit them)."""
     check_patch_size(module, weights, what)
-    weights = fit_pos_embed(module, weights, path)
+    weights = fit_pos_embed(module, weights, what)
     check_fit(module, weights, what, advice)
     module.load_state_dict(weights, strict=True)
 
@@ -187,7 +185,6 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, encoder: str = "con
     load_strictly(
         backbone,
         encoder_state_dict(path, encoder),
-        path,
         f"the {encoder} encoder in {path!r}",
         "backbone.name/backbone.kwargs (use the pretraining run's backbone settings)",
     )
@@ -209,7 +206,6 @@ def initialise_from(model: LightningModule, path: str) -> None:
         load_strictly(
             getattr(model, attribute),
             encoder,
-            path,
             f"the {role} encoder in init_from={path!r}",
             advice,
         )
