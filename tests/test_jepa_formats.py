@@ -328,6 +328,9 @@ def test_bad_file_gives_one_error_line(tmp_path):
     cfg.init_from = str(text)
     with pytest.raises(ConfigError, match="is not a PyTorch checkpoint"):
         build_method(cfg)
+    overrides = [f"+init_from={tmp_path / 'notes.txt'}"]
+    with pytest.raises(ConfigError, match="init_from must be a .ckpt/.pth/.pt/.pth.tar file"):
+        prepare_pretrain_cfg(compose_config("pretrain", "fashion-mnist", "cjepa", overrides))
     result = subprocess.run(
         [sys.executable, "-m", "solo_cjepa.export", str(tmp_path), "--format", "timm"]
         + ["--out", str(tmp_path / "out")],

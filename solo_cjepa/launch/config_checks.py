@@ -152,7 +152,7 @@ def _check_checkpointing(cfg: DictConfig, method: str) -> None:
         _checkpoint_file(cfg, "resume_from_checkpoint", f"trained_models/{method}/<run>")
     if omegaconf_select(cfg, "init_from", None) is not None:
         _checkpoint_file(
-            cfg, "init_from", "trained_models/ijepa/<run> or IN1K-vit.h.14-300e.pth.tar"
+            cfg, "init_from", "trained_models/cjepa/<run> or IN1K-vit.h.14-300e.pth.tar"
         )
 
 
