@@ -1,6 +1,7 @@
 """The one seam to timm's VisionTransformer: token-level access (embed patches, keep a subset,
-encode), the fixed 2-D sin-cos positional embeddings of I-JEPA, and the small ViTs that this
-plugin registers in solo-learn's backbone table for CPU-sized runs.
+encode), the fixed 2-D sin-cos positional embeddings of I-JEPA, and the ViTs that this plugin
+registers in solo-learn's backbone table: small ones for CPU-sized runs, and I-JEPA's released
+ViT-H and ViT-g, which solo lacks.
 """
 
 from typing import Tuple
@@ -58,10 +59,15 @@ def sincos_pos_embed(embed_dim: int, grid_size: Tuple[int, int]) -> torch.Tensor
 
 
 def _vit(
-    embed_dim: int, depth: int, num_heads: int, patch_size: int, **kwargs
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    patch_size: int,
+    architecture: str = "vit_tiny_patch16_224",
+    **kwargs,
 ) -> VisionTransformer:
     return _create_vision_transformer(
-        "vit_tiny_patch16_224",
+        architecture,
         pretrained=False,
         patch_size=patch_size,
         embed_dim=embed_dim,
@@ -82,5 +88,16 @@ def vit_micro(method: str = None, patch_size: int = 16, **kwargs) -> VisionTrans
     return _vit(128, 4, 4, patch_size, **kwargs)
 
 
+def vit_huge(method: str = None, patch_size: int = 14, **kwargs) -> VisionTransformer:
+    """I-JEPA's ViT-H (1280 wide, 32 blocks, 16 heads): its IN1K/IN22K checkpoints (/14, /16)."""
+    return _vit(1280, 32, 16, patch_size, "vit_huge_patch14_224", **kwargs)
+
+
+def vit_giant(method: str = None, patch_size: int = 16, **kwargs) -> VisionTransformer:
+    """I-JEPA's ViT-g (1408 wide, 40 blocks, 16 heads, MLP ratio 48/11): its IN22K checkpoint."""
+    return _vit(1408, 40, 16, patch_size, "vit_giant_patch14_224", mlp_ratio=48 / 11, **kwargs)
+
+
 SMALL_VITS = {"vit_nano": vit_nano, "vit_micro": vit_micro}
-BaseMethod._BACKBONES.update(SMALL_VITS)
+IJEPA_VITS = {"vit_huge": vit_huge, "vit_giant": vit_giant}
+BaseMethod._BACKBONES.update({**SMALL_VITS, **IJEPA_VITS})

@@ -105,7 +105,7 @@ def test_missing_fashion_mnist_without_network(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ([], "pretrained_feature_extractor must be a .ckpt/.pth/.pt file or a run folder"),
+        ([], "pretrained_feature_extractor must be a .ckpt/.pth/.pt/.pth.tar file or a run folder"),
         (["pretrained_feature_extractor={ckpt}", "pretrained_encoder=ema"],
          "pretrained_encoder must be one of ['context', 'target'], got 'ema'"),
         (["pretrained_feature_extractor={ckpt}", "data.augmentations.crop_size=32"],

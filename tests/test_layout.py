@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "solo_cjepa"
 # The commands users type (python -m solo_cjepa.compare, ...) are entry points into the tools.
-COMMANDS = {"compare.py", "attention.py", "export.py"}
+COMMANDS = {"compare.py", "attention.py", "export.py", "evaluate.py"}
 
 
 def _imported(path: Path):

@@ -24,7 +24,7 @@ DALI_DATASETS = ("imagenet100", "imagenet", "custom")
 H5_DATASETS = ("imagenet100", "imagenet")
 PRETRAIN_SCHEDULERS = ("warmup_cosine", "step", "none")  # what BaseMethod.configure_optimizers does
 ONE_CROP_METHODS = ("cjepa", "mae", "wmse")  # the rest of solo's zoo trains on two large crops
-CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
+CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".pth.tar")  # .pth.tar: I-JEPA's
 
 
 def _one_of(cfg: DictConfig, key: str, allowed: Iterable[Any]) -> None:
@@ -150,6 +150,10 @@ def _check_checkpointing(cfg: DictConfig, method: str) -> None:
         _number(cfg, "checkpoint.frequency", 1, integer=True)
     if omegaconf_select(cfg, "resume_from_checkpoint", None) is not None:
         _checkpoint_file(cfg, "resume_from_checkpoint", f"trained_models/{method}/<run>")
+    if omegaconf_select(cfg, "init_from", None) is not None:
+        _checkpoint_file(
+            cfg, "init_from", "trained_models/cjepa/<run> or IN1K-vit.h.14-300e.pth.tar"
+        )
 
 
 def _check_vit_sizes(cfg: DictConfig, crop_sizes: Iterable[int], crop_key: str) -> None:

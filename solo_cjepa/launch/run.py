@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
 from solo_cjepa.errors import ConfigError, note
 from solo_cjepa.launch.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
-from solo_cjepa.launch.checkpoints.loading import load_pretrained_backbone
+from solo_cjepa.launch.checkpoints.loading import initialise_from, load_pretrained_backbone
 from solo_cjepa.launch.config_checks import check_linear_cfg, check_pretrain_cfg
 from solo_cjepa.launch.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
 from solo_cjepa.launch.epoch_seed import EpochSeed
@@ -54,11 +54,17 @@ def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
 
 
 def build_method(cfg: DictConfig) -> LightningModule:
-    """Instantiates ``METHODS[cfg.method]``; the method's own setting checks become ConfigErrors."""
+    """Instantiates ``METHODS[cfg.method]``; the method's own setting checks become ConfigErrors.
+    With ``init_from`` (a run folder, our ``.ckpt`` or an I-JEPA ``.pth.tar``) its encoders and
+    predictor start from that checkpoint; optimizer and schedules start fresh."""
     try:
-        return METHODS[cfg.method](cfg)
+        model = METHODS[cfg.method](cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    init_from = omegaconf_select(cfg, "init_from", None)
+    if init_from is not None:
+        initialise_from(model, init_from)
+    return model
 
 
 def _new_run_name(logdir: str) -> str:

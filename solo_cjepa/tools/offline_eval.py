@@ -2,10 +2,15 @@
 whole train and validation set, plus the effective rank of the validation features.
 
 The same protocol scores a trained encoder, an untrained one and raw pixels, so the floors and the
-methods in a comparison are measured alike.
+methods in a comparison are measured alike; :func:`evaluate_checkpoint` scores one encoder of any
+checkpoint (ours or an I-JEPA ``.pth.tar``), loaded as strictly as by linear evaluation.
 """
 
-from typing import Callable, Dict, Tuple
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -14,10 +19,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from solo.methods.base import BaseMethod
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.launch.checkpoints.loading import find_checkpoint, load_pretrained_backbone
 from solo_cjepa.launch.data.loaders import classification_datasets, pretrain_eval_transform
 from solo_cjepa.monitors import effective_rank
 
@@ -106,3 +113,47 @@ def evaluate_features(
         "offline_knn_top1": 100.0 * knn.score(val_x, val_y),
         "feature_rank": float(effective_rank(torch.from_numpy(val_x))),
     }
+
+
+def evaluate_checkpoint(path: str, cfg: DictConfig, encoder: str = "target") -> Dict[str, float]:
+    """:func:`evaluate` on the ``encoder`` (``target``: what I-JEPA evaluates, or ``context``) of
+    checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data (a pretraining
+    cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``)."""
+    backbone = BaseMethod._BACKBONES[cfg.backbone.name](method=cfg.method, **cfg.backbone.kwargs)
+    load_pretrained_backbone(backbone, path, encoder)
+    return evaluate(backbone, eval_loaders(cfg))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--dataset] [--config] [-- overrides]``:
+    the comparison's config lookup, this module's evaluation, one JSON line."""
+    from solo_cjepa.tools.compare.__main__ import split_overrides
+    from solo_cjepa.tools.compare.configs import compose_run
+
+    parser = argparse.ArgumentParser(
+        prog="python -m solo_cjepa.evaluate",
+        description="Offline evaluation (logistic regression, kNN, effective rank) of one encoder "
+        "of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a shipped "
+        "pretraining config; hydra overrides of that config go after '--'.",
+    )
+    parser.add_argument("checkpoint", help="a .ckpt, a run folder or an I-JEPA .pth.tar")
+    parser.add_argument(
+        "--encoder",
+        choices=("target", "context"),
+        default="target",
+        help="target (EMA; what I-JEPA evaluates, the default) or context",
+    )
+    parser.add_argument(
+        "--dataset", default="fashion-mnist", help="config folder scripts/pretrain/<dataset>"
+    )
+    parser.add_argument("--config", default="ijepa", help="config name in that folder")
+    flags, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(flags)
+    with exit_on_config_error():
+        cfg = compose_run(args.dataset, args.config, overrides)
+        path = args.checkpoint
+        if Path(path).is_dir():  # a run folder: its newest checkpoint
+            path = str(find_checkpoint(path))
+        scores = evaluate_checkpoint(path, cfg, args.encoder)
+    print(json.dumps({"checkpoint": args.checkpoint, "encoder": args.encoder, **scores}))
+    return 0

@@ -1,24 +1,29 @@
-"""Reading checkpoints back: the newest one of a run folder, one encoder's weights loaded
-strictly into a fresh backbone (linear evaluation), and a whole pretraining method rebuilt from
-its checkpoint and ``args.json`` (the tools).
+"""Reading checkpoints back: run folders, the weights of a solo-learn ``.ckpt`` or an official
+I-JEPA ``.pth.tar`` by role, loaded strictly (every key and shape must match; solo-learn's own
+linear loader does not check) into a backbone, a run to initialise (``init_from``) or a method.
 """
 
 import json
+import math
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from solo.methods import METHODS
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, note, require
+from solo_cjepa.launch.checkpoints import ijepa_format
+from solo_cjepa.vit import sincos_pos_embed
 
 # Encoder name -> attribute of solo's momentum methods: ``context`` is solo's online ``backbone``,
 # ``target`` the EMA ``momentum_backbone``.
 ENCODER_ATTRIBUTES = {"context": "backbone", "target": "momentum_backbone"}
+PATCHES = "patch_embed.proj.weight"  # [width, channels, patch, patch] in timm and I-JEPA
 
 
 def newest_checkpoint(folder: Union[str, Path]) -> Optional[Path]:
@@ -45,28 +50,99 @@ def _examples(keys) -> str:
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.Tensor]:
-    """The weights of one encoder in a solo-learn checkpoint, keys without their prefix."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    """A checkpoint file as a dict (tensors on the CPU); anything else is a ConfigError."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{str(path)!r} does not exist") from None
+    except Exception:  # torch raises pickle, zip, key and runtime errors alike
+        raise ConfigError(
+            f"{str(path)!r} is not a PyTorch checkpoint; expected a .ckpt of solo-learn or an "
+            "I-JEPA .pth.tar"
+        ) from None
+    require(isinstance(checkpoint, dict), f"{str(path)!r} holds no state dicts")
+    return checkpoint
+
+
+def jepa_weights(path: Union[str, Path]) -> Dict[str, Dict[str, torch.Tensor]]:
+    """The weights of checkpoint ``path`` by role (``context``, ``target``, ``predictor``), keys
+    in our names: from a solo-learn ``.ckpt`` or an official I-JEPA ``.pth.tar``
+    (``module.`` stripped). Roles the file lacks are absent."""
+    checkpoint = read_checkpoint(path)
+    if ijepa_format.is_official(checkpoint):
+        return ijepa_format.from_official(checkpoint)
     state = checkpoint.get("state_dict", checkpoint)
-    prefix = ENCODER_ATTRIBUTES[encoder] + "."
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    roles = {}
+    for role, attribute in {**ENCODER_ATTRIBUTES, "predictor": "predictor"}.items():
+        prefix = attribute + "."
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            roles[role] = weights
+    return roles
+
+
+def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.Tensor]:
+    """The weights of one encoder in a solo-learn or I-JEPA checkpoint, keys without prefix."""
+    weights = jepa_weights(path).get(encoder)
     if not weights:
         raise ConfigError(
-            f"pretrained_feature_extractor={path!r} has no {prefix}* weights for "
-            f"pretrained_encoder={encoder!r}; allowed: 'context', or 'target' for checkpoints of "
-            "momentum methods (cjepa, byol, ...)"
+            f"{path!r} has no {ENCODER_ATTRIBUTES[encoder]}.* (I-JEPA: "
+            f"{ijepa_format.OFFICIAL_ENTRIES[encoder]}) weights for pretrained_encoder="
+            f"{encoder!r}; allowed: 'context', or 'target' for checkpoints of momentum methods "
+            "(cjepa, byol, ...) and of I-JEPA"
         )
     return weights
 
 
-def load_pretrained_backbone(backbone: nn.Module, path: str, encoder: str = "context") -> None:
-    """Copies the ``encoder`` weights of checkpoint ``path`` into ``backbone``; raises
-    :class:`ConfigError` unless keys and shapes match exactly (solo-learn's ``main_linear.py``
-    loads with ``strict=False`` and so silently evaluates a partly random backbone when the
-    linear yaml's ``backbone`` differs from the pretraining one)."""
-    weights = encoder_state_dict(path, encoder)
-    expected = backbone.state_dict()
+def _grid(num_patches: int, what: str) -> Tuple[int, int]:
+    side = math.isqrt(num_patches)
+    require(side * side == num_patches, f"{what}: pos_embed of {num_patches} patches is not square")
+    return side, side
+
+
+def fit_pos_embed(
+    module: nn.Module, weights: Dict[str, torch.Tensor], what: str
+) -> Dict[str, torch.Tensor]:
+    """``weights`` with a ``pos_embed`` of another image size (same width and patch size)
+    brought to ``module``'s patch grid: regenerated when it is the fixed 2-D sin-cos embedding,
+    resampled bicubically (timm's ``resample_abs_pos_embed``) when it was learned."""
+    stored, ours = weights.get("pos_embed"), module.state_dict().get("pos_embed")
+    if stored is None or ours is None or stored.shape == ours.shape:
+        return weights
+    with_prefix = getattr(module, "num_prefix_tokens", 0) and not module.no_embed_class
+    if stored.ndim != 3 or stored.shape[-1] != ours.shape[-1] or with_prefix:
+        return weights  # another width, or class-token embeddings: check_fit names them
+    width = stored.shape[-1]
+    old_grid = _grid(stored.shape[1], what)
+    new_grid = tuple(module.patch_embed.grid_size)
+    if torch.allclose(stored[0], sincos_pos_embed(width, old_grid), atol=1e-5):
+        pos_embed, how = sincos_pos_embed(width, new_grid)[None], "regenerated (fixed sin-cos)"
+    else:
+        pos_embed = resample_abs_pos_embed(stored, new_grid, old_grid, num_prefix_tokens=0)
+        how = "resampled bicubically (learned)"
+    note(
+        f"{what}: pos_embed {how} from a {old_grid[0]}x{old_grid[1]} to a "
+        f"{new_grid[0]}x{new_grid[1]} patch grid"
+    )
+    return {**weights, "pos_embed": pos_embed}
+
+
+def check_patch_size(module: nn.Module, weights: Dict[str, torch.Tensor], what: str) -> None:
+    """Another patch size cannot be adapted: a :class:`ConfigError` naming both sizes."""
+    ours, theirs = module.state_dict().get(PATCHES), weights.get(PATCHES)
+    if ours is not None and theirs is not None and ours.shape[-2:] != theirs.shape[-2:]:
+        raise ConfigError(
+            f"{what} has patch size {theirs.shape[-1]}, the backbone {ours.shape[-1]}: weights of "
+            f"another patch size cannot be loaded (backbone.kwargs.patch_size={theirs.shape[-1]} "
+            "fits them)"
+        )
+
+
+def check_fit(module: nn.Module, weights: Dict[str, torch.Tensor], what: str, advice: str) -> None:
+    """Raises :class:`ConfigError` unless ``weights`` has exactly ``module``'s keys and shapes,
+    naming the offending keys (``what``: which weights of which file; ``advice``: the fix)."""
+    expected = module.state_dict()
     missing = expected.keys() - weights.keys()
     unexpected = weights.keys() - expected.keys()
     reshaped = {
@@ -82,11 +158,63 @@ def load_pretrained_backbone(backbone: nn.Module, path: str, encoder: str = "con
             )
             if found
         ]
-        raise ConfigError(
-            f"the {encoder} encoder in {path!r} does not fit backbone.name/backbone.kwargs: "
-            f"{'; '.join(problems)} weights; use the backbone settings of the pretraining run"
+        raise ConfigError(f"{what} does not fit {advice}: {'; '.join(problems)} weights")
+
+
+def load_strictly(
+    module: nn.Module, weights: Dict[str, torch.Tensor], what: str, advice: str
+) -> None:
+    """Copies ``weights`` (position embeddings brought to ``module``'s grid) into ``module``;
+    raises :class:`ConfigError` unless patch size, keys and shapes match exactly (``what``: which
+    weights of which file; ``advice``: the settings that must fit them)."""
+    check_patch_size(module, weights, what)
+    weights = fit_pos_embed(module, weights, what)
+    check_fit(module, weights, what, advice)
+    module.load_state_dict(weights, strict=True)
+
+
+def load_pretrained_backbone(backbone: nn.Module, path: str, encoder: str = "context") -> None:
+    """Copies the ``encoder`` weights of checkpoint ``path`` (ours or I-JEPA's) into
+    ``backbone``; raises :class:`ConfigError` unless keys and shapes match exactly."""
+    load_strictly(
+        backbone,
+        encoder_state_dict(path, encoder),
+        f"the {encoder} encoder in {path!r}",
+        "backbone.name/backbone.kwargs (use the pretraining run's backbone settings)",
+    )
+
+
+def initialise_from(model: LightningModule, path: str) -> None:
+    """Initialises a pretraining method from checkpoint ``path`` (ours or I-JEPA's): context
+    encoder, target encoder and predictor when its shape fits (else it stays fresh, said in one
+    line); optimizer and schedules are not touched."""
+    weights = jepa_weights(path)
+    advice = "backbone.name/backbone.kwargs of this run"
+    require("context" in weights, f"init_from={path!r} holds no encoder weights")
+    for role, attribute in ENCODER_ATTRIBUTES.items():
+        if not hasattr(model, attribute):
+            continue
+        if role not in weights:
+            note(f"init_from: {path} has no {role} encoder; it starts as the context encoder")
+        encoder = weights.get(role, weights["context"])
+        load_strictly(
+            getattr(model, attribute),
+            encoder,
+            f"the {role} encoder in init_from={path!r}",
+            advice,
         )
-    backbone.load_state_dict(weights, strict=True)
+    predictor = getattr(model, "predictor", None)
+    if predictor is None:
+        return
+    try:
+        require("predictor" in weights, f"{path!r} has no predictor")
+        check_fit(
+            predictor, weights["predictor"], f"the predictor in {path!r}", "method_kwargs.pred_*"
+        )
+    except ConfigError as err:
+        note(f"init_from: the predictor starts fresh: {err}")
+        return
+    predictor.load_state_dict(weights["predictor"], strict=True)
 
 
 def load_method(path: Union[str, Path]) -> Tuple[LightningModule, DictConfig]:
