@@ -8,8 +8,9 @@ weight must match, and either encoder of a momentum method can be chosen.
 """
 
 import json
+import pickle
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -44,6 +45,43 @@ def find_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 
+# What Lightning needs to continue a run, beyond the weights.
+TRAINING_STATE = ("state_dict", "optimizer_states", "epoch", "global_step")
+
+
+def read_checkpoint(path: Union[str, Path], key: str, resumable: bool = False) -> Dict[str, Any]:
+    """The contents of checkpoint ``path`` (the value of cfg key ``key``), read as torch reads it
+    by default (``weights_only=True``, memory-mapped where the format allows); a file it cannot
+    read, or one that does not hold a dict (with Lightning's training state if ``resumable``),
+    raises :class:`ConfigError` naming ``key`` and ``path``."""
+    reason = None
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception as err:  # torch raises anything from KeyError to UnpicklingError here
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since torch 1.6
+        if not zipped:
+            reason = "not a PyTorch checkpoint file"
+        elif isinstance(err, pickle.UnpicklingError):
+            reason = "it stores Python objects besides tensors, which weights-only loading refuses"
+        else:
+            reason = "truncated or corrupt"
+    if reason is None and not isinstance(checkpoint, dict):
+        reason = f"it holds a {type(checkpoint).__name__}, not a checkpoint dict"
+    if reason is None and resumable:
+        missing = [k for k in TRAINING_STATE if k not in checkpoint]
+        if missing:
+            reason = f"it lacks the training state a resume needs ({', '.join(missing)})"
+    if reason is not None:
+        raise ConfigError(f"{key}={str(path)!r} is not a usable checkpoint: {reason}")
+    return checkpoint
+
+
 def _examples(keys) -> str:
     keys = sorted(keys)
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
@@ -51,7 +89,7 @@ def _examples(keys) -> str:
 
 def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.Tensor]:
     """The weights of one encoder in a solo-learn checkpoint, keys without their prefix."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path, "pretrained_feature_extractor")
     state = checkpoint.get("state_dict", checkpoint)
     prefix = ENCODER_ATTRIBUTES[encoder] + "."
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
