@@ -104,6 +104,9 @@ def files(tmp_path_factory):
     run.mkdir(parents=True)
     (run / "args.json").write_text(json.dumps(OmegaConf.to_container(cfg)))
     (run / "cjepa-custom-ep=3.ckpt").write_bytes(f["truncated_ckpt"].read_bytes())
+    stray = root / "stray" / "cjepa" / "copied"  # a checkpoint without its args.json
+    stray.mkdir(parents=True)
+    (stray / "model.ckpt").write_bytes(f["weights_ckpt"].read_bytes())
     return f
 
 
@@ -162,6 +165,9 @@ CASES = [
     ("auto_resume finds a truncated checkpoint", PRETRAIN,
      ["data.train_path={labelled}", "checkpoint.dir={root}/auto", "auto_resume.enabled=True"],
      "auto_resume='{root}/auto/cjepa/old-run/cjepa-custom-ep=3.ckpt' is not a usable checkpoint"),
+    ("auto_resume meets a folder without args.json", PRETRAIN,
+     ["data.train_path={labelled}", "checkpoint.dir={root}/stray", "auto_resume.enabled=True"],
+     "auto_resume.enabled=True cannot read the runs under '{root}/stray/cjepa' (FileNotFound"),
     ("linear from a text file", LINEAR,
      ["pretrained_feature_extractor={text_ckpt}"],
      "pretrained_feature_extractor='{text_ckpt}' is not a usable checkpoint: not a PyTorch"),

@@ -108,7 +108,13 @@ def _resume_point(cfg: DictConfig, logdir: str) -> Tuple[Optional[str], Optional
         return cfg.resume_from_checkpoint, None
     if cfg.auto_resume.enabled:
         resumer = AutoResumer(checkpoint_dir=logdir, max_hours=cfg.auto_resume.max_hours)
-        ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
+        try:
+            ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
+        except (OSError, ValueError) as err:  # a run folder without a readable args.json
+            raise ConfigError(
+                f"auto_resume.enabled=True cannot read the runs under {logdir!r} "
+                f"({type(err).__name__}: {err}); move folders not written by a run elsewhere"
+            ) from None
         if ckpt_path is not None:
             read_checkpoint(ckpt_path, "auto_resume", resumable=True)
             note(f"resuming from {ckpt_path}")
@@ -168,6 +174,12 @@ def _fit(
             trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
     else:
         trainer.fit(model, train, val_loader, ckpt_path=ckpt_path)
+    if trainer.global_step == 0 and not trainer.interrupted:
+        # the check before training cannot count DALI's files; this one catches any format
+        raise ConfigError(
+            f"no training step ran: each of the {trainer.world_size} process(es) got fewer "
+            f"than optimizer.batch_size={cfg.optimizer.batch_size} training images"
+        )
     if trainer.is_global_zero:
         report.summary(trainer)
     return trainer

@@ -91,7 +91,8 @@ def _read_policy(dataset: Dataset, data: DictConfig, key: str) -> Dataset:
     """Datasets that read image files (they have a ``loader``) get ``data.unreadable_images``."""
     if not hasattr(dataset, "loader"):
         return dataset
-    return UnreadablePolicy(dataset, data.unreadable_images, f"{key}={data.get(key[5:])!r}")
+    policy = data.get("unreadable_images", "skip")  # args.json of runs older than the key
+    return UnreadablePolicy(dataset, policy, f"{key}={data.get(key[5:])!r}")
 
 
 def _flat_folder(data: DictConfig, transform: Callable) -> Dataset:
