@@ -193,12 +193,16 @@ CASES = [
      "optimizer.batch_size must be an integer >= 1, got 'many'"),
 ]  # fmt: skip
 if DALI:
-    CASES.append(
+    CASES.extend([
         ("unreadable image, DALI", PRETRAIN,
          ["data.train_path={broken}", "data.format=dali", "data.num_workers=1",
           "optimizer.batch_size=5", "checkpoint.dir={trained}"],
          "data.format=dali: DALI failed to read an image under data.train_path='{broken}'"),
-    )  # fmt: skip
+        ("flat folder with stray entries, DALI", PRETRAIN,
+         ["data.train_path={no_images}", "data.no_labels=True", "data.format=dali",
+          "data.num_workers=1"],
+         "'{no_images}' holds entries that DALI would decode as images (notes.txt, sub)"),
+    ])  # fmt: skip
 MID_EPOCH = ("unreadable image, fail policy", "unreadable image, DALI")
 
 

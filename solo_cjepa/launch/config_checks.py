@@ -24,7 +24,7 @@ from solo_cjepa.launch.checkpoints.loading import (
     read_checkpoint,
 )
 from solo_cjepa.launch.data import DATASETS, fashion_mnist
-from solo_cjepa.launch.data.images import UNREADABLE_POLICIES
+from solo_cjepa.launch.data.images import UNREADABLE_POLICIES, image_files
 from solo_cjepa.launch.data.loaders import IMAGE_FOLDERS
 
 FORMATS = ("image_folder", "h5", "dali")
@@ -280,6 +280,15 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
             any(entry.is_dir() for entry in os.scandir(train_dir)),
             f"data.train_path={str(train_dir)!r} has no class sub-folders; for a flat folder of "
             "unlabelled images set data.no_labels=True",
+        )
+    if data.format == "dali" and data.no_labels:
+        images = {path.name for path in image_files(train_dir)}
+        stray = sorted(name for name in os.listdir(train_dir) if name not in images)
+        require(
+            not stray,
+            f"data.train_path={str(train_dir)!r} holds entries that DALI would decode as images "
+            f"({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}); move them out, or use "
+            "data.format=image_folder, which reads the image files only",
         )
     if labelled_val or omegaconf_select(cfg, "data.val_path", None) is not None:
         _existing_dir(cfg, "data.val_path")
