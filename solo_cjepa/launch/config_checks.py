@@ -112,7 +112,7 @@ COMMON_TYPES = {
     "max_epochs": COUNT,
     "num_nodes": Number(1, integer=True, optional=True),
     "data.num_workers": Number(0, integer=True),
-    "data.no_labels": Flag(),
+    "data.no_labels": FLAG,
     "optimizer.batch_size": COUNT,
     "optimizer.lr": Number(0, strict=True),
     "optimizer.weight_decay": NON_NEGATIVE,
