@@ -35,5 +35,7 @@ def exit_on_config_error() -> Iterator[None]:
     try:
         yield
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        # raised in a DataLoader worker, it comes back with the worker's traceback before it
+        message = str(err).strip().splitlines()[-1].split("ConfigError: ", 1)[-1]
+        print(f"error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from None

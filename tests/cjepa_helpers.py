@@ -3,7 +3,10 @@ transform pipeline, and a CPU trainer. (Not named ``tests.*``: solo-learn's whee
 top-level ``tests`` package.)"""
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -209,3 +212,45 @@ def run_dirs(checkpoint_dir: Path, method: str) -> List[Path]:
     root = Path(checkpoint_dir) / method
     runs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     return sorted(runs, key=os.path.getmtime)
+
+
+# --- many launches in one process: each stops before (or at) its first step --------------------
+
+_LAUNCH_MANY = """
+import contextlib, io, json, os, runpy, sys, traceback
+spec, out = sys.argv[1:3]
+cases = json.load(open(spec))
+results = []
+for script, args, cwd in cases:
+    os.chdir(cwd)
+    sys.argv = [script, *args]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append({"code": code, "stderr": err.getvalue()})
+json.dump(results, open(out, "w"))
+"""
+
+
+def launch_many(cases, tmp_path: Path) -> List[dict]:
+    """Runs each ``(script, args, cwd)`` as ``python <script> <args>`` would, one after another in
+    a single fresh interpreter (a launch costs seconds of imports), and returns each one's exit
+    code and stderr. Meant for launches that stop before training: a run that trains leaves
+    state (seeds, Lightning's globals) a later case would inherit."""
+    spec, out = tmp_path / "launch_cases.json", tmp_path / "launch_results.json"
+    spec.write_text(json.dumps([[str(REPO / s), list(a), str(c)] for s, a, c in cases]))
+    run = subprocess.run(
+        [sys.executable, "-c", _LAUNCH_MANY, str(spec), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text())

@@ -326,7 +326,7 @@ def test_bad_file_gives_one_error_line(tmp_path):
     text.write_text("not a checkpoint\n")
     cfg = run_cfg()
     cfg.init_from = str(text)
-    with pytest.raises(ConfigError, match="is not a PyTorch checkpoint"):
+    with pytest.raises(ConfigError, match="init_from=.* not a PyTorch checkpoint file"):
         build_method(cfg)
     overrides = [f"+init_from={tmp_path / 'notes.txt'}"]
     with pytest.raises(ConfigError, match="init_from must be a .ckpt/.pth/.pt/.pth.tar file"):

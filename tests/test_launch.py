@@ -1,8 +1,9 @@
 """The launchers as users run them: ``python main_pretrain.py --config-name cjepa.yaml`` (default
-config directory, any working directory) for a few steps on Fashion-MNIST, then
-``python main_linear.py`` on the checkpoint it wrote."""
+config directory, any working directory) for a few steps on Fashion-MNIST, saying what runs and
+what came out, then the ``main_linear.py`` command its summary gives, on the checkpoint it wrote."""
 
 import csv
+import shlex
 import subprocess
 import sys
 
@@ -10,16 +11,13 @@ from cjepa_helpers import REPO, fashion_mnist_dir, run_dirs
 
 
 def _launch(script: str, cwd, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / script), "--config-name", "cjepa.yaml", *overrides]
+    return _run(command, cwd)
+
+
+def _run(command, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "ignore",
-            str(REPO / script),
-            "--config-name",
-            "cjepa.yaml",
-            *overrides,
-        ],
+        command,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -60,16 +58,27 @@ def test_pretrain_then_linear_from_another_directory(tmp_path):
     metrics = _metrics(run)
     for key in ("val_acc1", "momentum_val_acc1", "train_jepa_loss_step", "lr-AdamW/backbone"):
         assert key in metrics, key
-    assert "Epoch 0" in pretrain.stdout  # the progress bar
+    # what runs, the progress bar with the loss and online top-1, and what came out
+    notes = [line for line in pretrain.stderr.splitlines() if line.startswith("[solo-cjepa]")]
+    assert (
+        "[solo-cjepa] training CJEPA on 1 cpu device(s) x 1 node(s) = 1 process(es), "
+        "precision 32-true, strategy SingleDeviceStrategy"
+    ) in notes
+    assert "Epoch 0" in pretrain.stdout and "loss=" in pretrain.stdout
+    assert "val_acc1=" in pretrain.stdout
+    run, (ckpt,) = run.relative_to(tmp_path), run.glob("*.ckpt")  # relative paths, as given
+    assert f"[solo-cjepa] done: 3 steps, run folder {run}" in notes
+    assert f"[solo-cjepa] last checkpoint: {ckpt.relative_to(tmp_path)}" in notes
+    assert any(line.startswith("[solo-cjepa] final online metrics: val_acc1") for line in notes)
+    assert "pin_memory" not in pretrain.stderr and "LeafSpec" not in pretrain.stderr
 
-    linear = _launch(
-        "main_linear.py",
-        tmp_path,
-        *FAST,
-        *paths,
-        f"pretrained_feature_extractor={run}",
-        "pretrained_encoder=target",
+    evaluate = notes[-1].removeprefix("[solo-cjepa] evaluate it: ")
+    assert evaluate.endswith(
+        f"main_linear.py --config-name cjepa.yaml pretrained_feature_extractor={run}"
     )
+    command = [sys.executable, *shlex.split(evaluate)[1:], *FAST, *paths]
+    command.append("pretrained_encoder=target")
+    linear = _run(command, tmp_path)
     assert linear.returncode == 0, linear.stderr[-3000:]
     (linear_run,) = run_dirs(tmp_path / "trained_models", "linear")
     assert 0 <= _metrics(linear_run)["val_acc1"] <= 100

@@ -34,14 +34,26 @@ from torch.utils.data import DataLoader
 import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
 from solo_cjepa.errors import ConfigError, note
 from solo_cjepa.launch.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
-from solo_cjepa.launch.checkpoints.loading import initialise_from, load_pretrained_backbone
+from solo_cjepa.launch.checkpoints.loading import (
+    initialise_from,
+    load_pretrained_backbone,
+    read_checkpoint,
+)
 from solo_cjepa.launch.config_checks import check_linear_cfg, check_pretrain_cfg
-from solo_cjepa.launch.data.loaders import linear_loaders, pretrain_dataset, pretrain_val_loader
+from solo_cjepa.launch.data.loaders import (
+    linear_loaders,
+    pretrain_dataset,
+    pretrain_val_loader,
+    require_full_batch,
+)
 from solo_cjepa.launch.epoch_seed import EpochSeed
 from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
+from solo_cjepa.launch.run_report import ProgressBar, RunReport, linear_command, quiet_warnings
+from solo_cjepa.launch.unlabelled import without_online_classifier
 
 
 def _prepare(cfg: DictConfig, check: Callable, parse: Callable) -> DictConfig:
+    quiet_warnings()
     OmegaConf.set_struct(cfg, False)
     normalise_hardware(cfg)
     check(cfg)
@@ -54,11 +66,15 @@ def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
 
 
 def build_method(cfg: DictConfig) -> LightningModule:
-    """Instantiates ``METHODS[cfg.method]``; the method's own setting checks become ConfigErrors.
-    With ``init_from`` (a run folder, our ``.ckpt`` or an I-JEPA ``.pth.tar``) its encoders and
-    predictor start from that checkpoint; optimizer and schedules start fresh."""
+    """Instantiates ``METHODS[cfg.method]``, without its online classifier on unlabelled data;
+    the method's own setting checks become ConfigErrors. With ``init_from`` (a run folder, our
+    ``.ckpt`` or an I-JEPA ``.pth.tar``) its encoders and predictor start from that checkpoint;
+    optimizer and schedules start fresh."""
+    method = METHODS[cfg.method]
+    if omegaconf_select(cfg, "data.no_labels", False):
+        method = without_online_classifier(method)
     try:
-        model = METHODS[cfg.method](cfg)
+        model = method(cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     init_from = omegaconf_select(cfg, "init_from", None)
@@ -102,8 +118,15 @@ def _resume_point(cfg: DictConfig, logdir: str) -> Tuple[Optional[str], Optional
         return cfg.resume_from_checkpoint, None
     if cfg.auto_resume.enabled:
         resumer = AutoResumer(checkpoint_dir=logdir, max_hours=cfg.auto_resume.max_hours)
-        ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
+        try:
+            ckpt_path, wandb_run_id = resumer.find_checkpoint(cfg)
+        except (OSError, ValueError) as err:  # a run folder without a readable args.json
+            raise ConfigError(
+                f"auto_resume.enabled=True cannot read the runs under {logdir!r} "
+                f"({type(err).__name__}: {err}); move folders not written by a run elsewhere"
+            ) from None
         if ckpt_path is not None:
+            read_checkpoint(ckpt_path, "auto_resume", resumable=True)
             note(f"resuming from {ckpt_path}")
         return ckpt_path, wandb_run_id
     return None, None
@@ -116,11 +139,16 @@ def _fit(
     callbacks: Sequence[Callback],
     train: Union[DataLoader, LightningDataModule],
     val_loader: Optional[DataLoader],
+    evaluate_with: Optional[str] = None,
 ) -> Trainer:
-    """Adds checkpointing, logging and resume to ``model`` and trains it on ``train`` (a loader or
-    a DALI data module), validating on ``val_loader``."""
+    """Adds checkpointing, logging, resume and reporting to ``model`` and trains it on ``train``
+    (a loader or a DALI data module), validating on ``val_loader``; the closing summary gives
+    ``evaluate_with`` as the command that evaluates the checkpoint."""
     ckpt_path, wandb_run_id = _resume_point(cfg, logdir)
-    callbacks: List[Callback] = [EpochSeed(cfg.seed), *callbacks]
+    report = RunReport(evaluate_with)
+    callbacks: List[Callback] = [EpochSeed(cfg.seed), report, *callbacks]
+    if omegaconf_select(cfg, "enable_progress_bar", True):
+        callbacks.append(ProgressBar())
     if cfg.checkpoint.enabled:
         callbacks.append(
             Checkpointer(
@@ -150,9 +178,20 @@ def _fit(
         if val_loader is not None:
             # solo-learn's choice: validate DALI runs with torchvision, sparing GPU memory
             train.val_dataloader = lambda: val_loader
-        trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
+        from solo_cjepa.launch.data.dali import dali_read_errors
+
+        with dali_read_errors(cfg):
+            trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
     else:
         trainer.fit(model, train, val_loader, ckpt_path=ckpt_path)
+    if trainer.global_step == 0 and not trainer.interrupted:
+        # the check before training cannot count DALI's files; this one catches any format
+        raise ConfigError(
+            f"no training step ran: each of the {trainer.world_size} process(es) got fewer "
+            f"than optimizer.batch_size={cfg.optimizer.batch_size} training images"
+        )
+    if trainer.is_global_zero:
+        report.summary(trainer)
     return trainer
 
 
@@ -176,6 +215,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
         train = pretrain_datamodule(cfg)
     else:
         train_dataset = pretrain_dataset(cfg)
+        require_full_batch(cfg, len(train_dataset))
         if cfg.debug_augmentations:
             print("Transforms:", train_dataset.transform, sep="\n")
         train = prepare_dataloader(
@@ -191,7 +231,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
-    return _fit(cfg, model, logdir, callbacks, train, val_loader)
+    return _fit(cfg, model, logdir, callbacks, train, val_loader, linear_command(cfg.data.dataset))
 
 
 def _linear_backbone(cfg: DictConfig) -> nn.Module:

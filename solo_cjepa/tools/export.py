@@ -236,13 +236,13 @@ def export_ijepa(
 ) -> Tuple[Path, float]:
     """Writes ``<name>-ep<epoch>.pth.tar`` in the official layout; returns it and the largest
     feature difference of its two encoders read back by our strict loader."""
-    weights = jepa_weights(checkpoint)
+    weights = jepa_weights(checkpoint, "checkpoint")
     require(
         {"context", "target", "predictor"} <= weights.keys(),
         f"--format ijepa needs a JEPA run (context and target encoders and a predictor); "
         f"{str(checkpoint)!r} holds {sorted(weights)}",
     )
-    epoch = completed_epochs(read_checkpoint(checkpoint))
+    epoch = completed_epochs(read_checkpoint(checkpoint, "checkpoint"))
     official = ijepa_format.to_official(
         weights["context"],
         weights["target"],

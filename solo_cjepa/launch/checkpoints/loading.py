@@ -5,6 +5,8 @@ linear loader does not check) into a backbone, a run to initialise (``init_from`
 
 import json
 import math
+import os
+import pickle
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -45,31 +47,55 @@ def find_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 
+# What Lightning needs to continue a run, beyond the weights.
+TRAINING_STATE = ("state_dict", "optimizer_states", "epoch", "global_step")
+
+
+def read_checkpoint(path: Union[str, Path], key: str, resumable: bool = False) -> Dict[str, Any]:
+    """The contents of checkpoint ``path`` (the value of cfg key ``key``), read as torch reads it
+    by default (``weights_only=True``, memory-mapped where the format allows); a file it cannot
+    read, or one that does not hold a dict (with Lightning's training state if ``resumable``),
+    raises :class:`ConfigError` naming ``key`` and ``path``."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}={str(path)!r} does not exist or is not a file")
+    reason = None
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception as err:  # torch raises anything from KeyError to UnpicklingError here
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since torch 1.6
+        if not zipped:
+            reason = "not a PyTorch checkpoint file"
+        elif isinstance(err, pickle.UnpicklingError):
+            reason = "it stores Python objects besides tensors, which weights-only loading refuses"
+        else:
+            reason = "truncated or corrupt"
+    if reason is None and not isinstance(checkpoint, dict):
+        reason = f"it holds a {type(checkpoint).__name__}, not a checkpoint dict"
+    if reason is None and resumable:
+        missing = [k for k in TRAINING_STATE if k not in checkpoint]
+        if missing:
+            reason = f"it lacks the training state a resume needs ({', '.join(missing)})"
+    if reason is not None:
+        raise ConfigError(f"{key}={str(path)!r} is not a usable checkpoint: {reason}")
+    return checkpoint
+
+
 def _examples(keys) -> str:
     keys = sorted(keys)
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """A checkpoint file as a dict (tensors on the CPU); anything else is a ConfigError."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"{str(path)!r} does not exist") from None
-    except Exception:  # torch raises pickle, zip, key and runtime errors alike
-        raise ConfigError(
-            f"{str(path)!r} is not a PyTorch checkpoint; expected a .ckpt of solo-learn or an "
-            "I-JEPA .pth.tar"
-        ) from None
-    require(isinstance(checkpoint, dict), f"{str(path)!r} holds no state dicts")
-    return checkpoint
-
-
-def jepa_weights(path: Union[str, Path]) -> Dict[str, Dict[str, torch.Tensor]]:
+def jepa_weights(path: Union[str, Path], key: str) -> Dict[str, Dict[str, torch.Tensor]]:
     """The weights of checkpoint ``path`` by role (``context``, ``target``, ``predictor``), keys
     in our names: from a solo-learn ``.ckpt`` or an official I-JEPA ``.pth.tar``
     (``module.`` stripped). Roles the file lacks are absent."""
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, key)
     if ijepa_format.is_official(checkpoint):
         return ijepa_format.from_official(checkpoint)
     state = checkpoint.get("state_dict", checkpoint)
@@ -84,7 +110,7 @@ def jepa_weights(path: Union[str, Path]) -> Dict[str, Dict[str, torch.Tensor]]:
 
 def encoder_state_dict(path: str, encoder: str = "context") -> Dict[str, torch.Tensor]:
     """The weights of one encoder in a solo-learn or I-JEPA checkpoint, keys without prefix."""
-    weights = jepa_weights(path).get(encoder)
+    weights = jepa_weights(path, "pretrained_feature_extractor").get(encoder)
     if not weights:
         raise ConfigError(
             f"{path!r} has no {ENCODER_ATTRIBUTES[encoder]}.* (I-JEPA: "
@@ -188,7 +214,7 @@ def initialise_from(model: LightningModule, path: str) -> None:
     """Initialises a pretraining method from checkpoint ``path`` (ours or I-JEPA's): context
     encoder, target encoder and predictor when its shape fits (else it stays fresh, said in one
     line); optimizer and schedules are not touched."""
-    weights = jepa_weights(path)
+    weights = jepa_weights(path, "init_from")
     advice = "backbone.name/backbone.kwargs of this run"
     require("context" in weights, f"init_from={path!r} holds no encoder weights")
     for role, attribute in ENCODER_ATTRIBUTES.items():

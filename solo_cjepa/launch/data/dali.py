@@ -2,9 +2,11 @@
 
 solo builds every DALI pipeline with ``device_id=local_rank``, which DALI refuses without CUDA;
 CPU-only pipelines need ``device_id=None``. With CUDA present solo's own setup runs unchanged.
+A file DALI cannot decode stops the run with one line: DALI can neither skip it nor name it.
 """
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -18,6 +20,8 @@ from solo.data.dali_dataloader import (
     build_transform_pipeline_dali,
 )
 from solo.data.pretrain_dataloader import FullTransformPipeline, NCropAugmentation
+
+from solo_cjepa.errors import ConfigError
 
 
 def _cpu_pipeline(builder):
@@ -149,3 +153,19 @@ def pretrain_datamodule(cfg: DictConfig) -> PretrainDALI:
 def classification_datamodule(cfg: DictConfig) -> ClassificationDALI:
     """The linear-evaluation data of a parsed cfg with ``data.format: dali``."""
     return ClassificationDALI(val_data_path=cfg.data.val_path, **_module_kwargs(cfg))
+
+
+@contextlib.contextmanager
+def dali_read_errors(cfg: DictConfig) -> Iterator[None]:
+    """Turns DALI's pipeline failure (a file it cannot decode, mid-epoch) into a ConfigError."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "Critical error in pipeline" not in str(err):
+            raise
+        cause = " ".join(str(err).split("encountered:")[-1].split("Current pipeline")[0].split())
+        raise ConfigError(
+            f"data.format=dali: DALI failed to read an image under data.train_path="
+            f"{cfg.data.train_path!r} ({cause}); DALI cannot name or skip the file: run with "
+            "data.format=image_folder, which names unreadable images and skips them"
+        ) from None

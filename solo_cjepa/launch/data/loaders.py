@@ -3,7 +3,8 @@ and evaluation transforms at the training image size with the pretraining normal
 transforms for custom and ImageNet data are fixed at 224 px, which breaks small ViTs).
 """
 
-from typing import Callable, Optional, Sequence, Tuple
+import contextlib
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 from solo.data import classification_dataloader, pretrain_dataloader
@@ -16,8 +17,9 @@ from solo.data.pretrain_dataloader import (
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, require
 from solo_cjepa.launch.data import fashion_mnist
+from solo_cjepa.launch.data.images import FlatImageFolder, UnreadablePolicy
 
 IMAGE_FOLDERS = ("imagenet", "imagenet100", "custom")
 
@@ -65,12 +67,43 @@ def linear_train_transform(size: int, normalize: Callable) -> Callable:
     )
 
 
-def _data_error(data: DictConfig, err: Exception) -> ConfigError:
-    return ConfigError(
-        f"data.dataset={data.dataset!r}: cannot read or download it from data.train_path="
-        f"{data.train_path!r} / data.val_path={data.get('val_path')!r} "
-        f"({type(err).__name__}: {err})"
-    )
+@contextlib.contextmanager
+def _data_errors(data: DictConfig) -> Iterator[None]:
+    """Turns the errors of building a dataset into ConfigErrors naming the keys at fault."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as err:  # scikit-learn's stratified split behind data.fraction
+        raise ConfigError(
+            f"data.fraction={data.fraction} leaves too few images of {data.dataset!r} for a "
+            f"subset with every class ({err})"
+        ) from None
+    except (OSError, RuntimeError) as err:  # missing files, or a failed CIFAR/STL download
+        raise ConfigError(
+            f"data.dataset={data.dataset!r}: cannot read or download it from data.train_path="
+            f"{data.train_path!r} / data.val_path={data.get('val_path')!r} "
+            f"({type(err).__name__}: {' '.join(str(err).split())})"
+        ) from None
+
+
+def _read_policy(dataset: Dataset, data: DictConfig, key: str) -> Dataset:
+    """Datasets that read image files (they have a ``loader``) get ``data.unreadable_images``."""
+    if not hasattr(dataset, "loader"):
+        return dataset
+    policy = data.get("unreadable_images", "skip")  # args.json of runs older than the key
+    return UnreadablePolicy(dataset, policy, f"{key}={data.get(key[5:])!r}")
+
+
+def _flat_folder(data: DictConfig, transform: Callable) -> Dataset:
+    dataset = dataset_with_index(FlatImageFolder)(data.train_path, transform)
+    if 0 < data.fraction < 1:
+        from sklearn.model_selection import train_test_split
+
+        dataset.samples, _ = train_test_split(
+            dataset.samples, train_size=data.fraction, random_state=42
+        )
+    return dataset
 
 
 def pretrain_dataset(cfg: DictConfig) -> Dataset:
@@ -82,21 +115,23 @@ def pretrain_dataset(cfg: DictConfig) -> Dataset:
             for aug in cfg.augmentations
         ]
     )
-    if data.dataset == fashion_mnist.NAME:
-        return dataset_with_index(fashion_mnist.FashionMNIST)(
-            data.train_path, True, transform, data.download_dir, data.fraction
-        )
-    try:
-        return pretrain_dataloader.prepare_datasets(
-            data.dataset,
-            transform,
-            train_data_path=data.train_path,
-            data_format=data.format,
-            no_labels=data.no_labels,
-            data_fraction=data.fraction,
-        )
-    except (OSError, RuntimeError) as err:  # missing files, or a failed CIFAR/STL download
-        raise _data_error(data, err) from None
+    with _data_errors(data):
+        if data.dataset == fashion_mnist.NAME:
+            dataset = dataset_with_index(fashion_mnist.FashionMNIST)(
+                data.train_path, True, transform, data.download_dir, data.fraction
+            )
+        elif data.dataset == "custom" and data.no_labels:
+            dataset = _flat_folder(data, transform)
+        else:
+            dataset = pretrain_dataloader.prepare_datasets(
+                data.dataset,
+                transform,
+                train_data_path=data.train_path,
+                data_format=data.format,
+                no_labels=data.no_labels,
+                data_fraction=data.fraction,
+            )
+    return _read_policy(dataset, data, "data.train_path")
 
 
 def classification_datasets(
@@ -104,26 +139,39 @@ def classification_datasets(
 ) -> Tuple[Dataset, Dataset]:
     """Labelled train and validation sets of ``cfg.data`` (image folders in place of DALI)."""
     data = cfg.data
-    if data.dataset == fashion_mnist.NAME:
-        return tuple(
-            fashion_mnist.FashionMNIST(path, train, transform, data.download_dir, fraction)
-            for path, train, transform, fraction in (
-                (data.train_path, True, train_transform, data.fraction),
-                (data.val_path, False, val_transform, -1.0),
+    with _data_errors(data):
+        if data.dataset == fashion_mnist.NAME:
+            train, val = (
+                fashion_mnist.FashionMNIST(path, is_train, transform, data.download_dir, fraction)
+                for path, is_train, transform, fraction in (
+                    (data.train_path, True, train_transform, data.fraction),
+                    (data.val_path, False, val_transform, -1.0),
+                )
             )
-        )
-    try:
-        return classification_dataloader.prepare_datasets(
-            data.dataset,
-            train_transform,
-            val_transform,
-            train_data_path=data.train_path,
-            val_data_path=data.val_path,
-            data_format="image_folder" if data.format == "dali" else data.format,
-            data_fraction=data.fraction,
-        )
-    except (OSError, RuntimeError) as err:
-        raise _data_error(data, err) from None
+        else:
+            train, val = classification_dataloader.prepare_datasets(
+                data.dataset,
+                train_transform,
+                val_transform,
+                train_data_path=data.train_path,
+                val_data_path=data.val_path,
+                data_format="image_folder" if data.format == "dali" else data.format,
+                data_fraction=data.fraction,
+            )
+    return _read_policy(train, data, "data.train_path"), _read_policy(val, data, "data.val_path")
+
+
+def require_full_batch(cfg: DictConfig, num_images: int) -> None:
+    """Training drops the last, incomplete batch of every process, so a training set smaller than
+    one batch per process would train zero steps and exit as if it had succeeded."""
+    processes = len(cfg.devices) * cfg.num_nodes
+    fraction = f" (data.fraction={cfg.data.fraction})" if 0 < cfg.data.fraction < 1 else ""
+    require(
+        num_images // processes >= cfg.optimizer.batch_size,
+        f"optimizer.batch_size={cfg.optimizer.batch_size} is more than the {num_images} training "
+        f"images{fraction} give each of {processes} process(es): no full batch to train on; "
+        "lower optimizer.batch_size or use more images",
+    )
 
 
 def pretrain_eval_transform(cfg: DictConfig) -> Callable:
@@ -168,6 +216,7 @@ def linear_loaders(cfg: DictConfig) -> Tuple[DataLoader, DataLoader]:
         train_transform = linear_train_transform(aug.crop_size, normalize)
     val_transform = eval_transform(cfg.data.dataset, aug.crop_size, normalize)
     train, val = classification_datasets(cfg, train_transform, val_transform)
+    require_full_batch(cfg, len(train))
     return classification_dataloader.prepare_dataloaders(
         train, val, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
     )
