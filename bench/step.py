@@ -77,10 +77,17 @@ def step_tasks(runs: Sequence[Run], batches: Dict[str, List], precision: str) ->
 
 
 def build_runs(
-    specs: Sequence[str], batch_size: int, device: torch.device, channels_last: bool, backbone: str
+    specs: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool,
+    backbone: str,
+    img_size: int = 32,
+    patch_size: int = 4,
 ) -> Tuple[List[Run], Dict[str, List]]:
-    runs = [build(spec, batch_size, device, channels_last, backbone=backbone) for spec in specs]
-    batches = {run.name: image_batch(run, batch_size, device) for run in runs}
+    vit = dict(backbone=backbone, img_size=img_size, patch_size=patch_size)
+    runs = [build(spec, batch_size, device, channels_last, **vit) for spec in specs]
+    batches = {run.name: image_batch(run, batch_size, device, img_size) for run in runs}
     return runs, batches
 
 

@@ -49,6 +49,8 @@ class CJEPA(BaseMomentumMethod):
                 final_weight_decay (None: constant): cosine ramp of the weight decay from
                     optimizer.weight_decay to this value, on the decayed parameter groups.
                 fixed_pos_embed: fixed 2-D sin-cos positional embedding in both encoders.
+            performance:
+                compile: ``torch.compile`` the encoders' blocks and the predictor.
             momentum:
                 base_tau, final_tau: EMA momentum ramp of the target encoder.
                 schedule (linear | cosine): I-JEPA's linear ramp or solo's cosine one.
@@ -97,7 +99,7 @@ class CJEPA(BaseMomentumMethod):
         self.final_weight_decay = kwargs.final_weight_decay
         self.seed: int = omegaconf_select(cfg, "seed", 0)
         self._mask_seeds: Iterator[int] = iter(())
-        if omegaconf_select(cfg, "performance.compile", False):
+        if cfg.performance.compile:
             self.compile_networks()
 
     def compile_networks(self) -> None:
@@ -132,6 +134,11 @@ class CJEPA(BaseMomentumMethod):
         for key, value in (("class_token", False), ("global_pool", "avg"), ("fc_norm", False)):
             cfg.backbone.kwargs[key] = omegaconf_select(cfg, f"backbone.kwargs.{key}", value)
         cfg = super(CJEPA, CJEPA).add_and_assert_specific_cfg(cfg)
+        cfg.performance.compile = omegaconf_select(cfg, "performance.compile", False)
+        require(
+            isinstance(cfg.performance.compile, bool),
+            f"performance.compile must be True or False, got {cfg.performance.compile!r}",
+        )
 
         for old, new in DEPRECATED_KWARGS.items():
             if old in cfg.method_kwargs:
