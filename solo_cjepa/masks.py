@@ -67,7 +67,7 @@ class MultiBlockMaskGenerator:
         target_aspect_ratio: Pair = DEFAULT_MASKS["target_aspect_ratio"],
         context_scale: Pair = DEFAULT_MASKS["context_scale"],
         min_keep: int = DEFAULT_MASKS["min_keep"],
-        max_tries: int = 5,
+        max_tries: int = 2,
     ):
         """Multi-block mask sampler of I-JEPA for a ``grid_size`` patch grid.
 
@@ -102,25 +102,26 @@ class MultiBlockMaskGenerator:
         self.min_keep = int(min_keep)
         self.max_tries = int(max_tries)
         self._num_context: Dict[Tuple[int, Size, Size], int] = {}
-        self._free: Dict[Size, np.ndarray] = {}
 
         # Block sizes are a step function of one uniform draw; scanning it finely finds every
         # size that can occur, so impossible settings fail here instead of mid-training.
         grid = [i / 1000 for i in range(1001)]
-        target_areas = [h * w for h, w in (self._target_block(r) for r in grid)]
+        target_sizes = {self._target_block(r) for r in grid}
+        target_areas = [h * w for h, w in target_sizes]
         if min(target_areas) < self.min_keep:
             raise ValueError(
                 f"target_scale={self.target_scale} gives target blocks of {min(target_areas)} "
                 f"patches on a {self.height}x{self.width} grid, fewer than min_keep="
                 f"{self.min_keep}: raise target_scale or lower min_keep"
             )
-        self._max_target_area = max(target_areas)
-        if self.num_patches - self._max_target_area < self.min_keep:
+        if self.num_patches - max(target_areas) < self.min_keep:
             raise ValueError(
-                f"a target block of up to {self._max_target_area} patches leaves fewer than "
+                f"a target block of up to {max(target_areas)} patches leaves fewer than "
                 f"min_keep={self.min_keep} context patches on a {self.height}x{self.width} grid: "
                 "lower target_scale or min_keep"
             )
+        # Simulated once here, so that no training step pays for it.
+        self._free = {size: self._free_counts(*size) for size in target_sizes}
 
     def _block(self, scale: Pair, aspect_ratio: Pair, r: float) -> Size:
         # One draw sets both scale and aspect ratio, as in the official collator.
@@ -137,10 +138,10 @@ class MultiBlockMaskGenerator:
     def num_context(self, batch_size: int, target: Size, context: Size) -> int:
         """``Kc`` for a batch with these block sizes: the expectation of ``min(mean context size,
         least free patch count in the batch)``, the size at which the context of every image
-        but a few fits among its free patches. Exact for the context size, estimated once per
-        target size for the free counts (a fixed-seed simulation of 4096 images); at least
-        ``min_keep`` and at most what one target block leaves free, so re-drawing or stacking
-        the target blocks can always make room for it."""
+        but a few fits among its free patches. Exact for the context size; the free counts come
+        from a fixed-seed simulation of 4096 images per target size, run at construction. At
+        least ``min_keep`` and at most what one target block leaves free, so re-drawing or
+        stacking the target blocks can always make room for it."""
         key = (batch_size, target, context)
         if key not in self._num_context:
             (th, tw), (ch, cw) = target, context
@@ -151,7 +152,7 @@ class MultiBlockMaskGenerator:
                 for i in range(self.height)
                 for j in range(self.width)
             )
-            if target not in self._free:
+            if target not in self._free:  # a size the scan in __init__ missed
                 self._free[target] = self._free_counts(th, tw)
             free = self._free[target]
             # E[min(a, least of B free counts)] = sum over k <= a of P(free >= k)^B
