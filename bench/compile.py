@@ -1,7 +1,6 @@
 """What ``performance.compile`` does to a C-JEPA step: compile time, recompilations over a run of
-steps (the context length changes every batch), graph breaks of the compiled modules
-(``torch._dynamo.explain``), and steady-state images/s against the eager step and VICReg,
-interleaved. Run ``python3 -m bench.compile`` (``--help`` for the settings).
+steps, graph breaks (``torch._dynamo.explain``) and steady images/s against the eager step and
+VICReg, interleaved. Run ``python3 -m bench.compile`` (``--help`` for the settings).
 """
 
 import argparse
