@@ -50,15 +50,16 @@ def host_syncs(run: Run, batch: List, batch_idx: int, precision: str) -> int:
 
 
 def peak_bytes(run: Run, batch: List, batch_idx: int, precision: str, fallback: int) -> int:
-    """Peak memory of a compiled step from CUDA's allocator (includes the other methods'
-    state, already resident); torch's FLOP counter and the CPU tracker see no compiled kernels,
-    so on a CPU the eager twin's figure stands in."""
+    """Peak memory of a compiled step from CUDA's allocator, less the other methods' resident
+    state (as ``step.count_step``); the CPU tracker sees no compiled kernels, so on a CPU the
+    eager twin's figure stands in."""
     device = batch[2].device
     if device.type != "cuda":
         return fallback
     torch.cuda.reset_peak_memory_stats(device)
+    others = step.others_bytes(run, batch)
     train_step(run, batch, batch_idx, precision)
-    return torch.cuda.max_memory_allocated(device)
+    return torch.cuda.max_memory_allocated(device) - others
 
 
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> Path:
