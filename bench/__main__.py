@@ -1,7 +1,8 @@
 """All figures of the benchmark in one run: ``python3 -m bench`` (``--help`` for the settings).
 
-Training steps of every method, the matmul peak and the mask generator of each C-JEPA step are
-timed in the same interleaved rounds; the mask generator against I-JEPA's loop runs after them.
+Training steps of every method, the matmul peak, and the mask generator and collapse monitors of
+each C-JEPA step are timed in the same interleaved rounds; the mask generator against I-JEPA's loop
+runs after them.
 """
 
 import argparse
@@ -13,6 +14,8 @@ from typing import Optional, Sequence
 import torch
 
 from bench import flops, masks, step
+from bench.methods import MONITOR_EVERY
+from solo_cjepa.monitors import effective_rank, mean_std
 
 
 def cpu_name() -> str:
@@ -43,8 +46,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     jepas = [run for run in runs if hasattr(run.model, "mask_generator")]
     for run in jepas:
         tasks[f"masks of {run.name}"] = lambda i, g=run.model.mask_generator: g(
-            args.batch_size, device, torch.Generator(device).manual_seed(i)
+            args.batch_size, i, device
         )
+        embs = torch.randn(2, args.batch_size, run.model.features_dim, device=device)
+        tasks[f"monitors of {run.name}"] = lambda i, embs=embs: [
+            (mean_std(e), effective_rank(e).item()) for e in embs
+        ]
     load_before = os.getloadavg()[0]
     timings = step.interleave(tasks, args.steps, args.warmup, device)
     results = step.figures(runs, batches, timings, args.warmup, args.batch_size, args.precision)
@@ -72,7 +79,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         share = median(timings.wall[f"masks of {run.name}"]) / median(fig.wall)
         line = f"{run.name}: {fig.flops_per_s() / peak:.0%} of peak"
         line += f" ({fig.flops_per_s(cpu=True) / cpu_peak:.0%} by CPU time)" if on_cpu else ""
-        print(line + f"; mask generator (B={args.batch_size}) {share:.2%} of the step")
+        monitors = median(timings.wall[f"monitors of {run.name}"]) / median(fig.wall)
+        print(
+            line + f"; mask generator (B={args.batch_size}) {share:.2%} of the step; collapse "
+            f"monitors {monitors:.2%} at every step, {monitors / MONITOR_EVERY:.3%} at every "
+            f"{MONITOR_EVERY}th"
+        )
 
     print(f"\nmask generator vs I-JEPA's per-image loop, B={args.mask_batch_size}")
     print(masks.format_table(mask_timings.wall, args.grids))

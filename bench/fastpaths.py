@@ -37,9 +37,7 @@ def fastpath_tasks(spec: str, batch_size: int, device: torch.device, backbone: s
     run = build(spec, batch_size, device, backbone=backbone)
     model = run.model
     images = image_batch(run, batch_size, device)[1][0]
-    context_idx, target_idx = model.mask_generator(
-        batch_size, device, torch.Generator(device).manual_seed(0)
-    )
+    context_idx, target_idx = model.mask_generator(batch_size, 0, device)
     tokens = embed_patches(model.backbone, images).detach()
     context_tokens = select_tokens(tokens, context_idx)
     context = encode(model.backbone, context_tokens).detach()

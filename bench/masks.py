@@ -78,9 +78,7 @@ def mask_tasks(batch_size: int, grids: Sequence[int], device: torch.device) -> D
         min_keep = 10 if grid >= 14 else 4
         generator = MultiBlockMaskGenerator(grid, min_keep=min_keep)
         reference = IJEPAMaskLoop(grid, min_keep=min_keep)
-        tasks[f"generator {grid}x{grid}"] = lambda i, g=generator: g(
-            batch_size, device, torch.Generator(device).manual_seed(i)
-        )
+        tasks[f"generator {grid}x{grid}"] = lambda i, g=generator: g(batch_size, i, device)
         tasks[f"reference {grid}x{grid}"] = lambda i, r=reference: r(
             batch_size, torch.Generator().manual_seed(i)
         )

@@ -1,10 +1,15 @@
 """The four methods the benchmarks compare, on one ViT, and the training step as Lightning runs it.
 
 cjepa and ijepa (cjepa with ``vicreg_weight: 0``) train on one large crop, solo's vicreg and byol on
-two; a spec such as ``cjepa:pred_layout=single`` overrides method_kwargs.
+two; a spec such as ``cjepa:pred_layout=single`` overrides method_kwargs. Two keys of a spec are the
+benchmark's own: ``compile=true`` compiles the method (``performance.compile`` for cjepa, the
+backbone for solo's methods), and ``monitor_every=N`` computes C-JEPA's collapse monitors every N
+steps (default 50, Lightning's ``log_every_n_steps``; outside a Trainer the method would compute
+them at every step).
 """
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -21,6 +26,9 @@ import solo_cjepa  # noqa: F401  (registers "cjepa" and the small ViTs)
 ADAMW = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.04, "exclude_bias_n_norm_wd": True}
 JEPA = {"pred_depth": 4, "pred_embed_dim": 192, "num_targets": 3, "min_keep": 4}
 EMA = {"base_tau": 0.996, "final_tau": 1.0}
+
+# Lightning's default log_every_n_steps: how often a Trainer has C-JEPA compute its monitors.
+MONITOR_EVERY = 50
 
 # name -> (solo method, large crops, method_kwargs, momentum)
 METHOD_SETUPS: Dict[str, tuple] = {
@@ -47,7 +55,9 @@ class Run:
 
 
 def parse_spec(spec: str) -> tuple:
-    """``"cjepa:pred_layout=single,pred_depth=6"`` -> ``("cjepa", {...})``; values are YAML."""
+    """``"cjepa:pred_layout=single,compile=true"`` -> ``("cjepa", {"pred_layout": "single"},
+    {"compile": True, "monitor_every": 50})``: method_kwargs and the benchmark's options; values
+    are YAML."""
     name, _, overrides = spec.partition(":")
     if name not in METHOD_SETUPS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHOD_SETUPS)}")
@@ -55,14 +65,18 @@ def parse_spec(spec: str) -> tuple:
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         kwargs[key] = yaml.safe_load(value)
-    return name, kwargs
+    options = {
+        "compile": bool(kwargs.pop("compile", False)),
+        "monitor_every": int(kwargs.pop("monitor_every", MONITOR_EVERY)),
+    }
+    return name, kwargs, options
 
 
 def method_cfg(
     spec: str, batch_size: int, backbone: str = "vit_tiny", img_size: int = 32, patch_size: int = 4
 ):
     """solo cfg of a method spec (see ``parse_spec``) on a mean-pooled ViT without class token."""
-    name, overrides = parse_spec(spec)
+    name, overrides, options = parse_spec(spec)
     method, num_crops, method_kwargs, momentum = METHOD_SETUPS[name]
     cfg = {
         "name": f"bench-{spec}",
@@ -90,6 +104,7 @@ def method_cfg(
         "max_epochs": 1,
         "devices": 1,
         "num_nodes": 1,
+        "performance": {"compile": options["compile"]},
     }
     if momentum is not None:
         cfg["momentum"] = momentum
@@ -103,8 +118,13 @@ def build(
 ) -> Run:
     """Builds a method as ``main_pretrain.py`` does (device, channels_last) and its optimizer."""
     cfg = method_cfg(spec, batch_size, **vit)
-    cfg.performance = {"disable_channel_last": not channels_last}
+    cfg.performance.disable_channel_last = not channels_last
     model = METHODS[cfg.method](cfg).to(device)
+    if cfg.performance.compile and cfg.method != "cjepa":
+        model.backbone.compile()  # solo's methods have no compile option
+    if hasattr(model, "_monitors_due"):  # a Trainer's cadence, without a Trainer
+        calls, every = itertools.count(), parse_spec(spec)[2]["monitor_every"]
+        model._monitors_due = lambda: next(calls) % every == 0
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()

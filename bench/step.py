@@ -41,12 +41,19 @@ class StepFigures:
         return median(f / s for f, s in zip(self.flops, self.cpu if cpu else self.wall))
 
 
-def _resident(run: Run, batch: List) -> List[torch.Tensor]:
+def resident_tensors(run: Run, batch: List) -> List[torch.Tensor]:
+    """What a method keeps across steps: parameters, buffers, inputs, gradients, optimizer state."""
     tensors = list(run.model.parameters()) + list(run.model.buffers()) + batch[1]
     tensors += [p.grad for p in run.model.parameters() if p.grad is not None]
     for state in run.optimizer.state.values():
         tensors += [v for v in state.values() if torch.is_tensor(v)]
     return tensors
+
+
+def others_bytes(run: Run, batch: List) -> int:
+    """CUDA memory held by everything but this method: the other methods' state."""
+    resident = sum(t.untyped_storage().nbytes() for t in resident_tensors(run, batch))
+    return torch.cuda.memory_allocated(batch[2].device) - resident
 
 
 def count_step(run: Run, batch: List, batch_idx: int, precision: str) -> Tuple[int, int]:
@@ -56,13 +63,12 @@ def count_step(run: Run, batch: List, batch_idx: int, precision: str) -> Tuple[i
     counter = FlopCounterMode(display=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        resident = sum(t.untyped_storage().nbytes() for t in _resident(run, batch))
-        others = torch.cuda.memory_allocated(device) - resident  # the other methods' state
+        others = others_bytes(run, batch)
         with counter:
             train_step(run, batch, batch_idx, precision)
         return counter.get_total_flops(), torch.cuda.max_memory_allocated(device) - others
     # The list of resident tensors must not outlive the call: it would keep old gradients alive.
-    memory = PeakMemory(_resident(run, batch))
+    memory = PeakMemory(resident_tensors(run, batch))
     with counter, memory:
         train_step(run, batch, batch_idx, precision)
     return counter.get_total_flops(), memory.peak
@@ -77,10 +83,17 @@ def step_tasks(runs: Sequence[Run], batches: Dict[str, List], precision: str) ->
 
 
 def build_runs(
-    specs: Sequence[str], batch_size: int, device: torch.device, channels_last: bool, backbone: str
+    specs: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool,
+    backbone: str,
+    img_size: int = 32,
+    patch_size: int = 4,
 ) -> Tuple[List[Run], Dict[str, List]]:
-    runs = [build(spec, batch_size, device, channels_last, backbone=backbone) for spec in specs]
-    batches = {run.name: image_batch(run, batch_size, device) for run in runs}
+    vit = dict(backbone=backbone, img_size=img_size, patch_size=patch_size)
+    runs = [build(spec, batch_size, device, channels_last, **vit) for spec in specs]
+    batches = {run.name: image_batch(run, batch_size, device, img_size) for run in runs}
     return runs, batches
 
 

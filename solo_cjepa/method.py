@@ -5,7 +5,8 @@ with ``vicreg_weight: 0`` the method is I-JEPA. Masks are drawn inside the train
 batch's device, so every solo data pipeline (DALI included) feeds it unchanged.
 """
 
-from typing import Any, Dict, List, Sequence
+import random
+from typing import Any, Dict, Iterator, List, Sequence
 
 import omegaconf
 import torch
@@ -48,6 +49,8 @@ class CJEPA(BaseMomentumMethod):
                 final_weight_decay (None: constant): cosine ramp of the weight decay from
                     optimizer.weight_decay to this value, on the decayed parameter groups.
                 fixed_pos_embed: fixed 2-D sin-cos positional embedding in both encoders.
+            performance:
+                compile: ``torch.compile`` the encoders' blocks and the predictor.
             momentum:
                 base_tau, final_tau: EMA momentum ramp of the target encoder.
                 schedule (linear | cosine): I-JEPA's linear ramp or solo's cosine one.
@@ -95,7 +98,17 @@ class CJEPA(BaseMomentumMethod):
         self.target_embedding: str = kwargs.target_embedding
         self.final_weight_decay = kwargs.final_weight_decay
         self.seed: int = omegaconf_select(cfg, "seed", 0)
-        self._mask_rng = None
+        self._mask_seeds: Iterator[int] = iter(())
+        if cfg.performance.compile:
+            self.compile_networks()
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` in place (parameter names unchanged) for the transformer blocks of
+        both encoders and for the predictor. The context length varies from batch to batch:
+        after its second length torch recompiles each graph once with a symbolic length
+        (automatic dynamic shapes) and reuses it from then on."""
+        for module in (self.backbone.blocks, self.momentum_backbone.blocks, self.predictor):
+            module.compile()
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -121,6 +134,11 @@ class CJEPA(BaseMomentumMethod):
         for key, value in (("class_token", False), ("global_pool", "avg"), ("fc_norm", False)):
             cfg.backbone.kwargs[key] = omegaconf_select(cfg, f"backbone.kwargs.{key}", value)
         cfg = super(CJEPA, CJEPA).add_and_assert_specific_cfg(cfg)
+        cfg.performance.compile = omegaconf_select(cfg, "performance.compile", False)
+        require(
+            isinstance(cfg.performance.compile, bool),
+            f"performance.compile must be True or False, got {cfg.performance.compile!r}",
+        )
 
         for old, new in DEPRECATED_KWARGS.items():
             if old in cfg.method_kwargs:
@@ -213,7 +231,10 @@ class CJEPA(BaseMomentumMethod):
                 f"backbone.kwargs.img_size expects {self.mask_generator.num_patches}: make the "
                 "augmentations' crop_size equal backbone.kwargs.img_size"
             )
-        context_idx, target_idx = self.mask_generator(X.shape[0], X.device, self._mask_rng)
+        # training_step sets one seed per view; a direct call draws a fresh one.
+        seed = next(self._mask_seeds, None)
+        seed = random.getrandbits(32) if seed is None else seed
+        context_idx, target_idx = self.mask_generator(X.shape[0], seed, X.device)
         context = encode(self.backbone, select_tokens(tokens, context_idx))
         feats = context.mean(dim=1)
 
@@ -241,11 +262,16 @@ class CJEPA(BaseMomentumMethod):
         )
         return {"feats": tokens.mean(dim=1), "tokens": F.layer_norm(tokens, tokens.shape[-1:])}
 
-    def _mask_generator_state(self, batch_idx: int, device: torch.device) -> torch.Generator:
-        # A pure function of (seed, rank, epoch, batch): masks are reproducible and a resumed run
-        # draws the same masks as an uninterrupted one.
+    def _view_mask_seeds(self, batch_idx: int) -> Iterator[int]:
+        # Pure functions of (seed, rank, epoch, batch, view): masks are reproducible and a resumed
+        # run draws the same masks as an uninterrupted one.
         seed = mix_seed(self.seed, self.global_rank, self.current_epoch, batch_idx)
-        return torch.Generator(device=device).manual_seed(seed)
+        return iter([mix_seed(seed, view) for view in range(self.num_large_crops)])
+
+    def _monitors_due(self) -> bool:
+        """Whether this step's logged values reach the logger (every ``log_every_n_steps``
+        steps, Lightning's flag); always true outside a Trainer."""
+        return self._trainer is None or self.trainer._logger_connector.should_update_logs
 
     def _vicreg(
         self, context_embs: List[torch.Tensor], target_embs: List[torch.Tensor]
@@ -277,7 +303,7 @@ class CJEPA(BaseMomentumMethod):
         Returns:
             torch.Tensor: total loss.
         """
-        self._mask_rng = self._mask_generator_state(batch_idx, batch[2].device)
+        self._mask_seeds = self._view_mask_seeds(batch_idx)
         out = super().training_step(batch, batch_idx)
 
         full_image = self.target_embedding == "full"
@@ -294,23 +320,32 @@ class CJEPA(BaseMomentumMethod):
         vicreg = self._vicreg(out["feats"], target_embs)
         ssl_loss = jepa + self.vicreg_weight * vicreg.loss if self.vicreg_weight > 0 else jepa
 
-        context_emb, target_emb = out["feats"][0].detach(), out["momentum_feats"][0]
+        losses = {
+            "train_jepa_loss": jepa,
+            "train_vicreg_loss": vicreg.loss,
+            "train_vicreg_sim": vicreg.sim,
+            "train_vicreg_var": vicreg.var,
+            "train_vicreg_cov": vicreg.cov,
+        }
+        # Per step as computed on this process, per epoch averaged over processes: no collective
+        # at every step. Lightning's own names for on_step + on_epoch, set by hand.
+        self.log_dict({f"{k}_step": v for k, v in losses.items()}, on_step=True, on_epoch=False)
         self.log_dict(
-            {
-                "train_jepa_loss": jepa,
-                "train_vicreg_loss": vicreg.loss,
-                "train_vicreg_sim": vicreg.sim,
-                "train_vicreg_var": vicreg.var,
-                "train_vicreg_cov": vicreg.cov,
+            {f"{k}_epoch": v for k, v in losses.items()},
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        if self._monitors_due():
+            context_emb, target_emb = out["feats"][0].detach(), out["momentum_feats"][0]
+            monitors = {
                 "train_context_tokens": float(out["context_idx"][0].shape[1]),
                 "train_context_std": mean_std(context_emb),
                 "train_context_rank": effective_rank(context_emb),
                 "train_target_std": mean_std(target_emb),
                 "train_target_rank": effective_rank(target_emb),
-            },
-            on_epoch=True,
-            sync_dist=True,
-        )
+            }
+            self.log_dict(monitors, on_step=True, on_epoch=False)
         # Unlabeled images (targets -1) make the classifiers' cross-entropy NaN with zero gradient.
         return ssl_loss + torch.nan_to_num(out["loss"])
 

@@ -1,7 +1,6 @@
-"""Collapse monitors for pooled embeddings: per-dimension spread and effective rank.
-
-A collapsing encoder shows a falling mean std (complete collapse) or a falling effective rank
-(dimensional collapse) long before the loss or the online accuracy tell.
+"""Collapse monitors for pooled embeddings: a falling mean std (complete collapse) or effective rank
+(dimensional collapse) shows long before the loss does. The rank's SVD makes the host wait for the
+GPU, so C-JEPA computes them only on the steps Lightning logs.
 """
 
 import torch

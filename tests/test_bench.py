@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from bench import __main__ as bench_all
-from bench import fastpaths, flops, masks, profile_step
+from bench import compile as bench_compile
+from bench import fastpaths, flops, gpu, masks, profile_step
 from bench.masks import IJEPAMaskLoop
 from bench.memory import PeakMemory
-from bench.methods import parse_spec
+from bench.methods import build, parse_spec
 
 
 @pytest.fixture
@@ -58,11 +59,16 @@ def test_peak_memory_follows_live_storages():
     del c
 
 
-def test_method_specs_override_method_kwargs():
+def test_method_specs_override_method_kwargs_and_set_the_benchmark_options():
     assert parse_spec("cjepa:pred_layout=single,pred_depth=2") == (
         "cjepa",
         {"pred_layout": "single", "pred_depth": 2},
+        {"compile": False, "monitor_every": 50},
     )
+    assert parse_spec("vicreg:compile=true,monitor_every=1")[2] == {
+        "compile": True,
+        "monitor_every": 1,
+    }
 
 
 def test_whole_benchmark_runs_on_a_tiny_config(capsys, one_thread):
@@ -83,3 +89,22 @@ def test_component_scripts_run_on_a_tiny_config(capsys, one_thread):
     flops.main("--size 32 --repeats 1".split())
     out = capsys.readouterr().out
     assert_figures(out, "predictor single, fused attention", "by phase: ", "8x8", "mm 32")
+
+
+def test_gpu_benchmark_runs_on_a_tiny_cpu_config(capsys, one_thread):
+    pytest.importorskip("nvidia.dali")  # the DALI pipeline's figure
+    gpu.main(
+        "--device cpu --backbone vit_nano --img-size 32 --patch-size 4 --batch-size 4 --steps 1 "
+        "--warmup 1 --matmul-size 64 --no-compile --dali-images 8 --dali-batches 1 "
+        "--dali-threads 1 --precision 32 "
+        "--methods cjepa:pred_embed_dim=32,pred_depth=1,min_keep=4,num_targets=3 vicreg".split()
+    )
+    out = capsys.readouterr().out
+    assert_figures(out, "TFLOP/s", "of peak", "syncs", "x vicreg", "DALI pipeline")
+
+
+@pytest.mark.parametrize("layout", ["repeat", "single"])
+def test_compiled_modules_have_no_graph_break(layout):
+    run = build(f"cjepa:pred_layout={layout}", 4, torch.device("cpu"), backbone="vit_nano")
+    for name, explained in bench_compile.graph_breaks(run, 4, torch.device("cpu")).items():
+        assert explained.graph_count == 1 and explained.graph_break_count == 0, name

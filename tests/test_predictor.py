@@ -9,9 +9,7 @@ from solo_cjepa.predictor import JEPAPredictor
 def setup(seed=0, B=3, D=32):
     torch.manual_seed(seed)
     predictor = JEPAPredictor((8, 8), D, predictor_embed_dim=24, depth=2, num_heads=3).eval()
-    context_idx, target_idx = MultiBlockMaskGenerator(8, min_keep=4)(
-        B, generator=torch.Generator().manual_seed(seed)
-    )
+    context_idx, target_idx = MultiBlockMaskGenerator(8, min_keep=4)(B, seed)
     context = torch.randn(B, context_idx.shape[1], D)
     return predictor, context, context_idx, target_idx
 

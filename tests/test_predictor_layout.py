@@ -15,9 +15,7 @@ def predictors(seed=0, B=3, D=32):
     repeat = JEPAPredictor((8, 8), D, predictor_embed_dim=24, depth=2, num_heads=3).eval()
     single = JEPAPredictor((8, 8), D, 24, 2, 3, layout="single").eval()
     single.load_state_dict(repeat.state_dict())
-    context_idx, target_idx = MultiBlockMaskGenerator(8, min_keep=4)(
-        B, generator=torch.Generator().manual_seed(seed)
-    )
+    context_idx, target_idx = MultiBlockMaskGenerator(8, min_keep=4)(B, seed)
     context = torch.randn(B, context_idx.shape[1], D)
     return repeat, single, context, context_idx, target_idx
 
