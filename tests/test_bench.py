@@ -69,3 +69,13 @@ def test_component_scripts_run_on_a_tiny_config(capsys, one_thread):
     out = capsys.readouterr().out
     for text in ("predictor single, fused attention", "by phase: ", "8x8", "mm 32"):
         assert text in out
+
+
+def test_offline_evaluation_benchmark_runs_on_a_tiny_config(tmp_path, capsys):
+    from test_compare import tiny_overrides
+
+    from bench import offline_eval
+
+    offline_eval.main(["--dataset", "custom", "--sklearn-iter", "5", *tiny_overrides(tmp_path)])
+    out = capsys.readouterr().out
+    assert "raw pixels: 40+10 x" in out and "scikit-learn logreg" in out and "faster" in out
