@@ -71,6 +71,7 @@ def test_component_scripts_run_on_a_tiny_config(capsys, one_thread):
         assert text in out
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the "before"
 def test_offline_evaluation_benchmark_runs_on_a_tiny_config(tmp_path, capsys):
     from test_compare import tiny_overrides
 

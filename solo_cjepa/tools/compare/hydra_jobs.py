@@ -96,7 +96,7 @@ def run_job(job: Job) -> None:
         with open(log, "w") as f:
             subprocess.run(list(job.command), stdout=f, stderr=subprocess.STDOUT, check=False)
         return
-    execute(job.spec, job.command, job.folder, job.max_time_s, ProgressLine(f"[{job.label}]"))
+    execute(job, ProgressLine(f"[{job.label}]"))
 
 
 @hydra.main(version_base="1.2", config_path=None)

@@ -68,7 +68,7 @@ def run_locally(jobs: Sequence[Job], stream: TextIO, after_each: Callable[[], ob
 
     for i, job in enumerate(jobs):
         line = ProgressLine(f"[{i + 1}/{len(jobs)}] {job.label}:", stream)
-        execute(job.spec, job.command, job.folder, job.max_time_s, line)
+        execute(job, line)
         after_each()
 
 

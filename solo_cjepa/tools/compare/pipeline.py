@@ -1,6 +1,7 @@
 """A comparison end to end: checks every run's config, evaluates the floors (raw pixels, random
-init), trains and evaluates each run in turn, and rewrites the report after each step, so a failed
-or interrupted run loses nothing that was already done.
+init), hands the runs (each entry once per seed) to the launcher, where each trains, evaluates and
+records itself, and builds the report from those records, so a failed, interrupted or unfinished
+run loses nothing that was already done.
 """
 
 import os
@@ -126,16 +127,10 @@ def _offline(run_dir: Path) -> Dict[str, object]:
     return {"encoder": encoder, **evaluate(encoder_of(model, encoder), eval_loaders(cfg))}
 
 
-def execute(
-    spec: RunSpec,
-    command: Sequence[str],
-    folder: Path,
-    max_time_s: Optional[float],
-    line: ProgressLine,
-) -> RunOutcome:
+def execute(job: Job, line: ProgressLine) -> RunOutcome:
     """One run end to end, wherever a launcher put it: training (:func:`runner.run`), the offline
-    evaluation of its checkpoint, and its record in ``folder`` for the report."""
-    outcome = run(spec, command, folder, max_time_s, line)
+    evaluation of its checkpoint, and its record in its folder for the report."""
+    outcome = run(job.spec, job.command, job.folder, job.max_time_s, line)
     if outcome.ok:
         line.update(f"trained in {format_duration(outcome.wall_time_s)}; offline evaluation")
         try:
@@ -143,7 +138,7 @@ def execute(
         except Exception as err:  # the run's metrics still make a row
             outcome.status = "ok; offline evaluation failed"
             outcome.error = f"{type(err).__name__}: {err}"
-    save_outcome(folder, outcome)
+    save_outcome(job.folder, outcome)
     done = f"{outcome.status} in {format_duration(outcome.wall_time_s)}"
     done += f", {_scores(outcome.offline)}" if outcome.offline else ""
     line.finish(done + (f": {outcome.error}" if outcome.error else ""))
