@@ -4,9 +4,10 @@ warning raised on the way; Fashion-MNIST's batched transform against the per-ima
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
-from cjepa_helpers import compose_config, fashion_mnist_dir
+from cjepa_helpers import compose_config, write_idx
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -87,16 +88,21 @@ def test_exact_match_outvotes_the_other_neighbours():
 
 def test_whole_batches_equal_the_loader_of_single_images(tmp_path):
     # Fashion-MNIST is evaluated batch by batch; the transform must give what per-image PIL does
-    folder = fashion_mnist_dir(tmp_path, num_train=40, num_test=10)
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("t10k", 10)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
     cfg = compose_config(
         "pretrain",
         "fashion-mnist",
         "cjepa",
         [f"data.train_path={folder}", f"data.val_path={folder}", "data.num_workers=0"],
     )
-    train_batches, val_batches = eval_loaders(cfg, batch_size=16)
+    train_batches, val_batches = eval_loaders(cfg, batch_size=4)
     assert isinstance(train_batches, WholeSetBatches)
-    reference = DataLoader(val_batches.dataset, batch_size=16)
+    reference = DataLoader(val_batches.dataset, batch_size=4)
     for (images, labels), (expected, expected_labels) in zip(val_batches, reference):
         assert torch.allclose(images, expected, atol=1e-6) and torch.equal(labels, expected_labels)
     assert sum(len(labels) for _, labels in train_batches) == 40

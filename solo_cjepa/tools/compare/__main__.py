@@ -32,9 +32,11 @@ examples:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m solo_cjepa.compare",
-        description="Train C-JEPA, I-JEPA, VICReg and BYOL one after another under the same budget "
-        "and write DIR/report.md, DIR/report.csv and PNG plots. Hydra overrides for every run go "
-        "after '--'. Re-running into the same DIR replaces its runs.",
+        description="Train C-JEPA, I-JEPA, VICReg and BYOL under the same budget (one after "
+        "another, or through a Hydra launcher) and write DIR/report.md, DIR/report.csv and PNG "
+        "plots. Hydra overrides for every run go after '--'. Re-running into the same DIR "
+        "replaces its runs; 'python -m solo_cjepa.compare report DIR' rebuilds the report from "
+        "the runs that have finished.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
