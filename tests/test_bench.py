@@ -108,3 +108,14 @@ def test_compiled_modules_have_no_graph_break(layout):
     run = build(f"cjepa:pred_layout={layout}", 4, torch.device("cpu"), backbone="vit_nano")
     for name, explained in bench_compile.graph_breaks(run, 4, torch.device("cpu")).items():
         assert explained.graph_count == 1 and explained.graph_break_count == 0, name
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the "before"
+def test_offline_evaluation_benchmark_runs_on_a_tiny_config(tmp_path, capsys):
+    from test_compare import tiny_overrides
+
+    from bench import offline_eval
+
+    offline_eval.main(["--dataset", "custom", "--sklearn-iter", "5", *tiny_overrides(tmp_path)])
+    out = capsys.readouterr().out
+    assert_figures(out, "raw pixels: 40+10 x", "scikit-learn logreg", "faster")

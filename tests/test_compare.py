@@ -13,7 +13,7 @@ from solo_cjepa.errors import ConfigError
 from solo_cjepa.tools.compare.__main__ import build_plan, main
 from solo_cjepa.tools.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.pipeline import Plan, per_run_minutes, run_comparison
-from solo_cjepa.tools.compare.presets import ABLATIONS, folder_name
+from solo_cjepa.tools.compare.presets import ABLATIONS, folder_name, with_seeds
 from solo_cjepa.tools.compare.runner import RunSpec, budget_overrides, eta_s
 
 
@@ -176,8 +176,19 @@ def test_flags_presets_and_ablation():
         "invariance-only",
         "var-cov-invariance-c-jepa",
     ]
-    with pytest.raises(ConfigError, match="drop --methods"):
-        build_plan(["--ablation", "vicreg", "--methods", "cjepa"])
+    # with the ablation, cjepa and ijepa are its both/neither entries: not run twice
+    plan = build_plan(["--ablation", "vicreg", "--methods", "cjepa", "ijepa", "byol"])
+    assert [s.name for s in plan.specs] == [s.name for s in ABLATIONS["vicreg"]] + ["byol"]
+    plan = build_plan(["--methods", "cjepa", "--seeds", "0", "1", "--launcher", "joblib"])
+    assert plan.seeds == [0, 1] and plan.launcher.name == "joblib"
+    assert [folder_name(s) for s in with_seeds(plan.specs, plan.seeds)] == [
+        "cjepa/seed-0",
+        "cjepa/seed-1",
+    ]
+    with pytest.raises(ConfigError, match="--seeds must differ"):
+        build_plan(["--seeds", "1", "1"])
+    with pytest.raises(ConfigError, match="are for --launcher slurm"):
+        build_plan(["--partition", "gpu"])
     with pytest.raises(ConfigError, match="--minutes must be > 0"):
         build_plan(["--minutes", "0"])
     with pytest.raises(SystemExit):

@@ -5,12 +5,13 @@ torchvision download; a clear error when neither is possible.
 
 import gzip
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import transforms
 
 from solo_cjepa.errors import ConfigError
 
@@ -100,6 +101,22 @@ class FashionMNIST(Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def batches(self, batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(images, labels)`` batches of the whole set in order, the transform applied to whole
+        batches: what a loader of :meth:`__getitem__` gives for a deterministic tensor transform
+        (``Compose`` of ``ToTensor`` and tensor transforms such as ``Resize`` and ``Normalize``),
+        without a PIL image per sample."""
+        steps = self.transform.transforms if self.transform is not None else [transforms.ToTensor()]
+        for start in range(0, len(self.targets), batch_size):
+            grey = torch.from_numpy(self.images[start : start + batch_size].copy()).unsqueeze(1)
+            images = grey.expand(-1, 3, -1, -1)  # .convert("RGB") of each image
+            for step in steps:
+                if isinstance(step, transforms.ToTensor):
+                    images = images.float().div(255)
+                else:
+                    images = step(images)
+            yield images, self.targets[start : start + batch_size]
 
     def __getitem__(self, index: int):
         image = Image.fromarray(self.images[index]).convert("RGB")

@@ -1,5 +1,6 @@
 """Command line of the comparison: ``python -m solo_cjepa.compare [flags] [-- hydra overrides]``.
-Flags pick the runs, their common budget and the output folder; a preset fills the flags left out.
+Flags pick the runs, their seeds, their common budget, the launcher and the output folder; a preset
+fills the flags left out. ``python -m solo_cjepa.compare report DIR`` rebuilds DIR's report.
 """
 
 import argparse
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.tools.compare.collect import rebuild
 from solo_cjepa.tools.compare.configs import METHODS
+from solo_cjepa.tools.compare.launchers import LAUNCHERS, Launcher
 from solo_cjepa.tools.compare.pipeline import Plan, run_comparison
 from solo_cjepa.tools.compare.presets import ABLATIONS, PRESETS, method_specs
 
@@ -20,15 +23,20 @@ examples:
   python -m solo_cjepa.compare --preset mini --out report/
   python -m solo_cjepa.compare --methods cjepa byol --epochs 2 --out runs/ -- ++data.fraction=0.1
   python -m solo_cjepa.compare --ablation vicreg --minutes 5 --out ablation/
+  python -m solo_cjepa.compare --ablation vicreg --methods vicreg byol --seeds 0 1 2 --epochs 2
+  python -m solo_cjepa.compare --seeds 0 1 2 --launcher slurm --partition gpu --gpus 4 \\
+      --dataset imagenet100 --out runs/ && python -m solo_cjepa.compare report runs/
 """
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m solo_cjepa.compare",
-        description="Train C-JEPA, I-JEPA, VICReg and BYOL one after another under the same budget "
-        "and write DIR/report.md, DIR/report.csv and PNG plots. Hydra overrides for every run go "
-        "after '--'. Re-running into the same DIR replaces its runs.",
+        description="Train C-JEPA, I-JEPA, VICReg and BYOL under the same budget (one after "
+        "another, or through a Hydra launcher) and write DIR/report.md, DIR/report.csv and PNG "
+        "plots. Hydra overrides for every run go after '--'. Re-running into the same DIR "
+        "replaces its runs; 'python -m solo_cjepa.compare report DIR' rebuilds the report from "
+        "the runs that have finished.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,7 +44,18 @@ def parser() -> argparse.ArgumentParser:
         "--dataset", help=f"config folder scripts/pretrain/<dataset> (default {DEFAULT_DATASET})"
     )
     p.add_argument(
-        "--methods", nargs="+", choices=METHODS, help="shipped configs to run (default: all)"
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        help="shipped configs to run (default: all; with --ablation: none, and cjepa/ijepa are "
+        "the ablation's both/neither entries)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="run every entry once per seed (seed=S) and report mean, std and 95%% intervals "
+        "(default: once, with the configs' seed)",
     )
     p.add_argument("--epochs", type=int, help="max_epochs of every run")
     p.add_argument("--minutes", type=float, help="training time of every run (Lightning max_time)")
@@ -59,6 +78,38 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(ABLATIONS),
         help="vicreg: C-JEPA without/with its VICReg terms (paper Table 3)",
     )
+    launch = p.add_argument_group("launcher (Hydra's launcher plugins)")
+    launch.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local: one run after another (default); joblib: --jobs runs at once on this machine "
+        "(hydra-joblib-launcher); slurm: one job per run (hydra-submitit-launcher)",
+    )
+    launch.add_argument("--jobs", type=int, help="joblib: runs at once (default: all cores)")
+    launch.add_argument("--partition", help="slurm: partition")
+    launch.add_argument(
+        "--gpus", type=int, default=0, help="slurm: GPUs per node of each run (DDP, one task each)"
+    )
+    launch.add_argument("--nodes", type=int, default=1, help="slurm: nodes per run")
+    launch.add_argument("--time-limit", type=int, help="slurm: minutes per job")
+    launch.add_argument(
+        "--launcher-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further hydra.launcher settings, e.g. account=lab or qos=high (repeatable)",
+    )
+    return p
+
+
+def report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m solo_cjepa.compare report",
+        description="Rebuild DIR/report.md, DIR/report.csv and the plots from the runs in DIR "
+        "that have finished; missing or failed runs are marked rows.",
+    )
+    p.add_argument("dir", type=Path, help="the --out folder of a comparison")
     return p
 
 
@@ -75,9 +126,17 @@ def build_plan(argv: Sequence[str]) -> Plan:
     flags, user_overrides = split_overrides(argv)
     args = parser().parse_args(flags)
     preset = PRESETS[args.preset] if args.preset else None
-    if args.ablation and args.methods:
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds must differ from each other, got {args.seeds}")
+    if args.launcher != "joblib" and args.jobs is not None:
+        raise ConfigError("--jobs is for --launcher joblib")
+    slurm_only = ("partition", "time_limit", "launcher_override")
+    if args.launcher != "slurm" and (
+        any(getattr(args, k) for k in slurm_only) or args.gpus or args.nodes != 1
+    ):
         raise ConfigError(
-            f"--ablation {args.ablation} runs its own C-JEPA variants: drop --methods"
+            "--partition, --gpus, --nodes, --time-limit and --launcher-override are for "
+            "--launcher slurm"
         )
     for flag, value in (
         ("--epochs", args.epochs),
@@ -101,8 +160,9 @@ def build_plan(argv: Sequence[str]) -> Plan:
     if minutes is None and total is None and preset:
         minutes, total = preset.minutes, preset.total_minutes
     if args.ablation:
-        specs = ABLATIONS[args.ablation]
+        specs = method_specs(args.methods or (), args.ablation)
         title = "C-JEPA ablation of the VICReg terms (paper Table 3)"
+        title += " and methods" if len(specs) > len(ABLATIONS[args.ablation]) else ""
     else:
         specs = method_specs(pick("methods", METHODS))
         title = "Side-by-side comparison"
@@ -117,13 +177,29 @@ def build_plan(argv: Sequence[str]) -> Plan:
         overrides=[*(preset.overrides if preset else ()), *user_overrides],
         title=f"{title} on {dataset}",
         command=shlex.join(["python", "-m", "solo_cjepa.compare", *argv]),
+        seeds=args.seeds,
+        launcher=Launcher(
+            args.launcher,
+            n_jobs=args.jobs,
+            partition=args.partition,
+            gpus=args.gpus,
+            nodes=args.nodes,
+            time_limit_min=args.time_limit,
+            extra=tuple(args.launcher_override),
+        ),
     )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with exit_on_config_error():
-            report = run_comparison(build_plan(sys.argv[1:] if argv is None else argv))
+            if argv[:1] == ["report"]:
+                out = report_parser().parse_args(argv[1:]).dir
+                report = rebuild(out)
+                print(f"[report] {out / 'report.md'}")
+            else:
+                report = run_comparison(build_plan(argv))
     except KeyboardInterrupt:
         print("interrupted: the report holds the runs finished so far", file=sys.stderr)
         return 130

@@ -1,12 +1,14 @@
 """A comparison end to end: checks every run's config, evaluates the floors (raw pixels, random
-init), trains and evaluates each run in turn, and rewrites the report after each step, so a failed
-or interrupted run loses nothing that was already done.
+init), hands the runs (each entry once per seed) to the launcher, where each trains, evaluates and
+records itself, and builds the report from those records, so a failed, interrupted or unfinished
+run loses nothing that was already done.
 """
 
 import os
+import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
@@ -16,10 +18,11 @@ from omegaconf import DictConfig
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method
 from solo_cjepa.launch.run import build_method
+from solo_cjepa.tools.compare.collect import build_report, rebuild
 from solo_cjepa.tools.compare.configs import compose_run, config_dir
-from solo_cjepa.tools.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
-from solo_cjepa.tools.compare.plots import write_plots
-from solo_cjepa.tools.compare.presets import folder_name
+from solo_cjepa.tools.compare.launchers import Job, Launcher, dispatch
+from solo_cjepa.tools.compare.presets import folder_name, with_seeds
+from solo_cjepa.tools.compare.records import save_floors, save_outcome, save_plan
 from solo_cjepa.tools.compare.report import Report, run_row, write_report
 from solo_cjepa.tools.compare.runner import (
     ProgressLine,
@@ -62,6 +65,8 @@ class Plan:
     minutes: Optional[float] = None
     total_minutes: Optional[float] = None
     overrides: Sequence[str] = ()  # a preset's, then the user's
+    seeds: Optional[Sequence[int]] = None  # None: once, with the configs' seed
+    launcher: Launcher = field(default_factory=Launcher)
     title: str = "Side-by-side comparison"
     command: str = ""
 
@@ -117,34 +122,27 @@ def _floors(cfg: DictConfig) -> Tuple[List[Dict[str, object]], Optional[float]]:
 def _offline(run_dir: Path) -> Dict[str, object]:
     model, cfg = load_method(run_dir)
     encoder = evaluated_encoder(cfg.method)
+    if torch.cuda.is_available():
+        model = model.cuda()
     return {"encoder": encoder, **evaluate(encoder_of(model, encoder), eval_loaders(cfg))}
 
 
-def _metrics(outcome: RunOutcome) -> Rows:
-    if outcome.run_dir is None or not (outcome.run_dir / "metrics.csv").is_file():
-        return []
-    return drop_partial_epoch_knn(read_metrics(outcome.run_dir / "metrics.csv"))
-
-
-def _report(plan: Plan, settings: Dict[str, str], outcomes: Sequence[RunOutcome], floors) -> Report:
-    report = Report(plan.title, settings)
-    runs = []
-    for outcome in outcomes:
-        rows = _metrics(outcome)
-        if rows:
-            runs.append((outcome.spec.name, rows))
-        numbers = {**summary(rows), **outcome.offline}
-        report.rows.append(
-            run_row(outcome.spec.name, outcome.status, outcome.wall_time_s or None, **numbers)
-        )
-        if outcome.error:
-            log = f" (log: `{outcome.log_path}`)" if outcome.log_path else ""
-            report.failures.append(
-                f"**{outcome.spec.name}** {outcome.status}: {outcome.error}{log}"
-            )
-    report.rows += floors
-    report.plots = write_plots(runs, plan.out) if runs else ()
-    return report
+def execute(job: Job, line: ProgressLine) -> RunOutcome:
+    """One run end to end, wherever a launcher put it: training (:func:`runner.run`), the offline
+    evaluation of its checkpoint, and its record in its folder for the report."""
+    outcome = run(job.spec, job.command, job.folder, job.max_time_s, line)
+    if outcome.ok:
+        line.update(f"trained in {format_duration(outcome.wall_time_s)}; offline evaluation")
+        try:
+            outcome.offline = _offline(outcome.run_dir)
+        except Exception as err:  # the run's metrics still make a row
+            outcome.status = "ok; offline evaluation failed"
+            outcome.error = f"{type(err).__name__}: {err}"
+    save_outcome(job.folder, outcome)
+    done = f"{outcome.status} in {format_duration(outcome.wall_time_s)}"
+    done += f", {_scores(outcome.offline)}" if outcome.offline else ""
+    line.finish(done + (f": {outcome.error}" if outcome.error else ""))
+    return outcome
 
 
 def _settings(plan: Plan, minutes: Optional[float]) -> Dict[str, str]:
@@ -159,6 +157,8 @@ def _settings(plan: Plan, minutes: Optional[float]) -> Dict[str, str]:
         "dataset": plan.dataset,
         "budget per run": " and ".join(b for b in budget if b) or "the configs' max_epochs",
         "runs": ", ".join(spec.name for spec in plan.specs),
+        "seeds": " ".join(map(str, plan.seeds)) if plan.seeds else "the configs' seed",
+        "launcher": plan.launcher.describe(),
         "overrides": " ".join(f"`{o}`" for o in plan.overrides) or "none",
         "command": f"`{plan.command}`" if plan.command else "",
         "machine": f"{device}, torch {torch.__version__}",
@@ -171,30 +171,37 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
     stream = stream or sys.stdout
     start = time.monotonic()
     plan.out.mkdir(parents=True, exist_ok=True)
-    folders = [plan.out.resolve() / folder_name(spec) for spec in plan.specs]
+    specs = with_seeds(plan.specs, plan.seeds)
+    folders = [plan.out.resolve() / folder_name(spec) for spec in specs]
 
     def overrides(spec: RunSpec, folder: Path, minutes: Optional[float]) -> List[str]:
         budget = budget_overrides(plan.epochs, minutes)
+        seed = [f"++seed={spec.seed}"] if spec.seed is not None else []
         return [
             *COMMON_OVERRIDES,
             f"++checkpoint.dir={folder}",
             *budget,
+            *seed,
             *spec.overrides,
             *plan.overrides,
         ]
 
     cfgs = [
         compose_run(plan.dataset, spec.config_name, overrides(spec, folder, plan.minutes))
-        for spec, folder in zip(plan.specs, folders)
+        for spec, folder in zip(specs, folders)
     ]
-    for cfg in cfgs:  # a method setting that cannot work stops the comparison before it starts
-        build_method(cfg)
+    checked = set()
+    for spec, cfg in zip(specs, cfgs):  # a setting that cannot work stops it before it starts
+        if spec.name not in checked:
+            checked.add(spec.name)
+            build_method(cfg)
     print(
         f"[floors] evaluating raw pixels and the untrained {cfgs[0].backbone.name}",
         file=stream,
         flush=True,
     )
     floors, eval_s = _floors(cfgs[0])
+    save_floors(plan.out, floors)
     for row in floors:
         print(f"[floors] {row['method']}: {_scores(row) or row['status']}", file=stream, flush=True)
 
@@ -204,42 +211,37 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
             raise ConfigError(
                 "--total-minutes needs the random-init evaluation, which failed above"
             )
-        minutes = per_run_minutes(
-            plan.total_minutes, time.monotonic() - start, eval_s, len(plan.specs)
-        )
+        minutes = per_run_minutes(plan.total_minutes, time.monotonic() - start, eval_s, len(specs))
         print(f"[budget] {minutes:.2f} min of training per run", file=stream, flush=True)
-    settings = _settings(plan, minutes)
+    save_plan(plan.out, plan.title, _settings(plan, minutes), specs)
+    for folder in folders:  # running again into DIR replaces its runs
+        shutil.rmtree(folder, ignore_errors=True)
 
-    outcomes = [RunOutcome(spec, "not run") for spec in plan.specs]
-    try:
-        for i, (spec, folder) in enumerate(zip(plan.specs, folders)):
-            line = ProgressLine(f"[{i + 1}/{len(plan.specs)}] {spec.name}:", stream)
-            command = [
-                sys.executable, "-m", "solo_cjepa.tools.compare.train",
-                "--config-path", str(config_dir(plan.dataset)),
-                "--config-name", f"{spec.config_name}.yaml",
+    jobs = [
+        Job(
+            spec,
+            [
+                sys.executable,
+                "-m",
+                "solo_cjepa.tools.compare.train",
+                "--config-path",
+                str(config_dir(plan.dataset)),
+                "--config-name",
+                f"{spec.config_name}.yaml",
                 *overrides(spec, folder, minutes),
-            ]  # fmt: skip
-            outcome = outcomes[i] = run(spec, command, folder, minutes and minutes * 60, line)
-            if outcome.ok:
-                line.update(
-                    f"trained in {format_duration(outcome.wall_time_s)}; offline evaluation"
-                )
-                try:
-                    outcome.offline = _offline(outcome.run_dir)
-                except Exception as err:  # the run's metrics still make a row
-                    outcome.status = "ok; offline evaluation failed"
-                    outcome.error = f"{type(err).__name__}: {err}"
-            done = f"{outcome.status} in {format_duration(outcome.wall_time_s)}"
-            done += f", {_scores(outcome.offline)}" if outcome.offline else ""
-            line.finish(done + (f": {outcome.error}" if outcome.error else ""))
-            write_report(_report(plan, settings, outcomes, floors), plan.out)
+                *plan.launcher.training_overrides(),
+            ],
+            folder,
+            minutes and minutes * 60,
+        )  # fmt: skip
+        for spec, folder in zip(specs, folders)
+    ]
+    try:
+        dispatch(plan.launcher, jobs, plan.out.resolve(), stream, lambda: rebuild(plan.out))
     except KeyboardInterrupt:
-        outcomes[i].status = "interrupted"
-        write_report(_report(plan, settings, outcomes, floors), plan.out)
+        rebuild(plan.out)
         raise
-    settings["total time"] = format_duration(time.monotonic() - start)
-    report = _report(plan, settings, outcomes, floors)
+    report = build_report(plan.out, {"total time": format_duration(time.monotonic() - start)})
     write_report(report, plan.out)
     print(
         f"[done] {format_duration(time.monotonic() - start)}: {plan.out / 'report.md'}",

@@ -3,7 +3,7 @@ cores) and ``--ablation vicreg`` (C-JEPA's VICReg terms switched off and on, the
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Sequence, Tuple
 
 from solo_cjepa.tools.compare.configs import METHODS
@@ -47,10 +47,31 @@ ABLATIONS: Dict[str, Tuple[RunSpec, ...]] = {
 }
 
 
-def method_specs(methods: Sequence[str]) -> Tuple[RunSpec, ...]:
-    return tuple(RunSpec(method, method) for method in methods)
+# Entries of an ablation that are runs of a shipped config: asked for with the ablation, that
+# method is not run twice (ijepa.yaml is cjepa.yaml with vicreg_weight 0).
+ABLATION_RUNS_OF: Dict[str, Dict[str, str]] = {
+    "vicreg": {"cjepa": "var/cov + invariance (C-JEPA)", "ijepa": "neither (I-JEPA)"}
+}
+# (C-JEPA, I-JEPA) entry names whose paired difference the report gives when both are in.
+CJEPA_IJEPA_PAIRS = (("var/cov + invariance (C-JEPA)", "neither (I-JEPA)"), ("cjepa", "ijepa"))
+
+
+def method_specs(methods: Sequence[str], ablation: Optional[str] = None) -> Tuple[RunSpec, ...]:
+    """The ablation's entries (if any), then the methods it does not already run."""
+    covered = ABLATION_RUNS_OF.get(ablation, {})
+    extra = tuple(RunSpec(m, m) for m in methods if m not in covered)
+    return (ABLATIONS[ablation] if ablation else ()) + extra
+
+
+def with_seeds(specs: Sequence[RunSpec], seeds: Optional[Sequence[int]]) -> Tuple[RunSpec, ...]:
+    """Every entry once per seed, seed by seed (a cut-short study has whole seeds); no seeds: once
+    with the config's seed."""
+    if not seeds:
+        return tuple(specs)
+    return tuple(replace(spec, seed=seed) for seed in seeds for spec in specs)
 
 
 def folder_name(spec: RunSpec) -> str:
-    """A run's folder under the output directory, from its label."""
-    return re.sub(r"[^a-z0-9]+", "-", spec.name.lower()).strip("-")
+    """A run's folder under the output directory, from its label (and its seed)."""
+    entry = re.sub(r"[^a-z0-9]+", "-", spec.name.lower()).strip("-")
+    return entry if spec.seed is None else f"{entry}/seed-{spec.seed}"

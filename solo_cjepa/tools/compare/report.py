@@ -1,13 +1,15 @@
-"""The comparison table, as ``report.csv`` (one row per run and per floor, raw numbers) and as
-``report.md`` (rounded, with the protocol, the failures and the figures).
+"""The comparison table, as ``report.csv`` (one row per run and per floor, raw numbers, and with
+several seeds each entry's mean, std and 95 % confidence interval) and as ``report.md`` (rounded,
+mean ± interval, the paired C-JEPA − I-JEPA differences, the protocol, failures and figures).
 """
 
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from solo_cjepa.tools.compare.runner import format_duration
+from solo_cjepa.tools.compare.stats import Summary, paired_difference, summarise
 
 # (csv column, markdown header, digits); None digits: text
 COLUMNS = (
@@ -25,15 +27,28 @@ COLUMNS = (
     ("encoder", "offline encoder", None),
     ("status", "status", None),
 )
+NUMBERS = tuple(key for key, _, digits in COLUMNS if digits is not None)
+# what the paired difference is taken of
+ACCURACIES = (
+    "offline_logreg_top1",
+    "offline_knn_top1",
+    "online_linear_top1",
+    "online_linear_top1_target",
+    "online_knn_top1",
+    "feature_rank",
+)
+CSV_COLUMNS = ("method", "seed", *(key for key, _, _ in COLUMNS[1:]))
+OK = ("ok", "floor")
 
 
 @dataclass
 class Report:
     title: str
     settings: Dict[str, str]
-    rows: List[Dict[str, object]] = field(default_factory=list)
+    rows: List[Dict[str, object]] = field(default_factory=list)  # one per run, then the floors
     failures: List[str] = field(default_factory=list)
     plots: Sequence[Path] = ()
+    pairs: Sequence[Tuple[str, str]] = ()  # (C-JEPA, I-JEPA) entries to difference
 
 
 def _cell(value: object, digits) -> str:
@@ -46,14 +61,147 @@ def _cell(value: object, digits) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def _summary_cell(summary: Optional[Summary], digits) -> str:
+    if summary is None:
+        return "–"
+    if summary.half_width is None:
+        return _cell(summary.mean, digits)
+    if digits == "duration":
+        return f"{format_duration(summary.mean)} ± {format_duration(summary.half_width)}"
+    return f"{summary.mean:.{digits}f} ± {summary.half_width:.{digits}f}"
+
+
+def entries(rows: Sequence[Dict[str, object]]) -> Dict[str, List[Dict[str, object]]]:
+    """Rows grouped by entry (``method``), in first-seen order."""
+    grouped: Dict[str, List[Dict[str, object]]] = {}
+    for row in rows:
+        grouped.setdefault(str(row["method"]), []).append(row)
+    return grouped
+
+
+def summaries(runs: Sequence[Dict[str, object]]) -> Dict[str, Optional[Summary]]:
+    """Per metric, the summary over an entry's finished runs that have it."""
+    ok = [row for row in runs if row.get("status") in OK]
+    return {
+        key: summarise([row[key] for row in ok if row.get(key) not in (None, "")])
+        for key in NUMBERS
+    }
+
+
+def _status(runs: Sequence[Dict[str, object]]) -> str:
+    if len(runs) == 1:
+        return str(runs[0]["status"])
+    ok = sum(row["status"] in OK for row in runs)
+    return f"{ok}/{len(runs)} ok" if ok < len(runs) else f"{len(runs)} seeds"
+
+
 def markdown_table(rows: Sequence[Dict[str, object]]) -> str:
+    """One line per entry: its value, or with several seeds mean ± 95 % interval."""
     lines = [
         "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key), d) for key, _, d in COLUMNS) + " |")
+    for name, runs in entries(rows).items():
+        numbers = summaries(runs)
+        cells = []
+        for key, _, digits in COLUMNS:
+            if key == "method":
+                cells.append(name)
+            elif key == "status":
+                cells.append(_status(runs))
+            elif digits is None:
+                cells.append(_cell(runs[0].get(key), None))
+            else:
+                cells.append(_summary_cell(numbers[key], digits))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def per_seed_table(rows: Sequence[Dict[str, object]]) -> str:
+    keys = [c for c in COLUMNS if c[0] not in ("encoder",)]
+    lines = [
+        "| " + " | ".join(["method", "seed", *(h for _, h, _ in keys[1:])]) + " |",
+        "|" + "|".join("---" for _ in range(len(keys) + 1)) + "|",
+    ]
+    for row in rows:
+        cells = [str(row["method"]), _cell(row.get("seed"), None)]
+        cells += [_cell(row.get(key), digits) for key, _, digits in keys[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _by_seed(runs: Sequence[Dict[str, object]], key: str) -> Dict[int, float]:
+    return {
+        int(row["seed"]): float(row[key])
+        for row in runs
+        if row.get("status") in OK
+        and row.get("seed") is not None
+        and row.get(key) not in (None, "")
+    }
+
+
+def differences(
+    rows: Sequence[Dict[str, object]], pair: Tuple[str, str]
+) -> Dict[str, Optional[Summary]]:
+    """Per accuracy metric, the paired (same seed) difference ``pair[0] - pair[1]``."""
+    grouped = entries(rows)
+    a, b = grouped.get(pair[0], []), grouped.get(pair[1], [])
+    return {key: paired_difference(_by_seed(a, key), _by_seed(b, key)) for key in ACCURACIES}
+
+
+def _verdict(summary: Summary) -> str:
+    if summary.half_width is None:
+        return "one seed: no interval"
+    if summary.excludes_zero():
+        side = "above" if summary.low > 0 else "below"
+        return f"excludes zero ({side}): a difference at 95 %"
+    return "includes zero: no difference shown at 95 %"
+
+
+def differences_section(rows: Sequence[Dict[str, object]], pair: Tuple[str, str]) -> List[str]:
+    headers = {key: header for key, header, _ in COLUMNS}
+    found = {key: s for key, s in differences(rows, pair).items() if s is not None}
+    if not found:
+        return []
+    lines = [
+        f"## Paired difference {pair[0]} − {pair[1]}",
+        "",
+        "Same seeds, per seed difference; mean, std and Student-t 95 % interval over seeds.",
+        "",
+        "| metric | seeds | mean difference | std | 95 % interval | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, s in found.items():
+        interval = "–" if s.half_width is None else f"[{s.low:+.2f}, {s.high:+.2f}]"
+        std = "–" if s.std is None else f"{s.std:.2f}"
+        lines.append(
+            f"| {headers[key]} | {s.n} | {s.mean:+.2f} | {std} | {interval} | {_verdict(s)} |"
+        )
+    return [*lines, ""]
+
+
+def csv_rows(report: Report) -> List[Dict[str, object]]:
+    """Each run's row; for entries with several runs then their mean, std and interval bounds;
+    then each pair's difference the same way."""
+    out = []
+    for name, runs in entries(report.rows).items():
+        out += runs
+        if len(runs) > 1:
+            numbers = summaries(runs)
+            for stat in ("mean", "std", "low", "high"):
+                values = {k: getattr(s, stat) if s else None for k, s in numbers.items()}
+                out.append({"method": name, "seed": _STAT_NAMES[stat], **values})
+    for pair in report.pairs:
+        found = differences(report.rows, pair)
+        if any(found.values()):
+            for stat in ("mean", "std", "low", "high"):
+                values = {k: getattr(s, stat) if s else None for k, s in found.items()}
+                name = f"{pair[0]} − {pair[1]} (paired)"
+                out.append({"method": name, "seed": _STAT_NAMES[stat], **values})
+    return out
+
+
+_STAT_NAMES = {"mean": "mean", "std": "std", "low": "ci95_low", "high": "ci95_high"}
 
 
 PROTOCOL = """\
@@ -65,8 +213,10 @@ PROTOCOL = """\
   numbers come from validations that closed a whole epoch: the one after a mid-epoch time stop
   would score against a bank of the few batches since the last epoch end.
 - **offline logreg / kNN top-1**: frozen mean-pooled ViT tokens of the whole train and validation
-  sets (validation transform, no augmentation); scikit-learn logistic regression on standardised
-  features (lbfgs, 100 iterations) and cosine kNN (k = 20, distance-weighted). The encoder is the
+  sets (validation transform, no augmentation); multinomial logistic regression on standardised
+  features (scikit-learn's objective, C = 1, full-batch L-BFGS stopped as scikit-learn's lbfgs
+  at 100 iterations or a gradient below 1e-4) and cosine kNN (k = 20, distance-weighted), both in
+  torch on the run's device. The encoder is the
   EMA *target* encoder for the JEPA methods, as I-JEPA evaluates, and solo's online `backbone`
   (what `main_linear.py` loads) for the others.
 - **effective rank**: RankMe (exp of the entropy of the normalised singular values) of the
@@ -79,21 +229,31 @@ PROTOCOL = """\
 - **figures**: accuracies against epochs and against wall-clock since training started; each
   run's self-supervised loss terms; the collapse monitors, std and effective rank of the
   evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps
-  (their cost, about 2 %, counts as training time).
+  (their cost, about 2 %, counts as training time). With several seeds a curve is the mean
+  over seeds (point by point) with a band of ± one standard deviation.
+- **seeds**: `--seeds` runs every entry once per seed (`seed=`: data order, augmentations, masks
+  and initial weights). A cell is then mean ± the half-width of the 95 % confidence interval,
+  Student t with n − 1 degrees of freedom (`mean ± t · std / √n`); report.csv has each seed's
+  row and the mean, std and interval. The paired difference takes C-JEPA − I-JEPA seed by seed
+  (same data order, masks and initial weights) and gives the same interval for its mean.
 """
 
 
 def write_report(report: Report, out: Path) -> None:
     """Writes ``out/report.csv`` and ``out/report.md``."""
     with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[key for key, _, _ in COLUMNS])
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        for row in report.rows:
-            writer.writerow({key: row.get(key, "") for key, _, _ in COLUMNS})
+        for row in csv_rows(report):
+            writer.writerow({key: "" if row.get(key) is None else row[key] for key in CSV_COLUMNS})
 
     parts = [f"# {report.title}", ""]
     parts += [f"- **{key}**: {value}" for key, value in report.settings.items()]
     parts += ["", markdown_table(report.rows), ""]
+    for pair in report.pairs:
+        parts += differences_section(report.rows, pair)
+    if any(row.get("seed") is not None for row in report.rows):
+        parts += ["## Per seed", "", per_seed_table(report.rows), ""]
     if report.failures:
         parts += ["## Failed runs", ""] + [f"- {failure}" for failure in report.failures] + [""]
     parts += ["## Protocol", "", PROTOCOL]
@@ -102,5 +262,7 @@ def write_report(report: Report, out: Path) -> None:
     (out / "report.md").write_text("\n".join(parts))
 
 
-def run_row(name: str, status: str, wall_time_s: Optional[float], **numbers) -> Dict[str, object]:
-    return {"method": name, "status": status, "wall_time_s": wall_time_s, **numbers}
+def run_row(
+    name: str, status: str, wall_time_s: Optional[float], seed: Optional[int] = None, **numbers
+) -> Dict[str, object]:
+    return {"method": name, "seed": seed, "status": status, "wall_time_s": wall_time_s, **numbers}

@@ -4,7 +4,6 @@ take the other runs down, and keeps one progress line per run with an ETA on the
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,11 +21,13 @@ PLAIN_LINE_EVERY_S = 60.0
 @dataclass(frozen=True)
 class RunSpec:
     """One entry: ``name`` labels its row and names its folder; ``config_name`` is the yaml (no
-    suffix) in the dataset's config folder; ``overrides`` are Hydra overrides of that entry."""
+    suffix) in the dataset's config folder; ``overrides`` are Hydra overrides of that entry;
+    ``seed``, when set, overrides the config's (one run of the entry per seed)."""
 
     name: str
     config_name: str
     overrides: Sequence[str] = ()
+    seed: Optional[int] = None
 
 
 @dataclass
@@ -93,7 +94,7 @@ class ProgressLine:
     def __init__(self, prefix: str, stream: Optional[TextIO] = None):
         self.prefix = prefix
         self.stream = stream or sys.stdout
-        self.live = stream.isatty()
+        self.live = self.stream.isatty()
         self.last_plain = float("-inf")
         self.width = 0
 
@@ -132,10 +133,9 @@ def run(
     line: ProgressLine,
 ) -> RunOutcome:
     """Runs ``command`` (which trains into ``folder``) with its output in ``folder/train.log``,
-    redrawing ``line`` until it ends; the caller finishes the line. A previous run in ``folder``
-    is replaced. Ctrl-C stops the run and is re-raised."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    redrawing ``line`` until it ends; the caller finishes the line. Ctrl-C stops the run and is
+    re-raised."""
+    folder.mkdir(parents=True, exist_ok=True)
     log_path, progress_path = folder / "train.log", folder / "progress.json"
     start = time.monotonic()
     with open(log_path, "w") as log:
