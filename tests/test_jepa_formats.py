@@ -177,6 +177,11 @@ def test_official_checkpoint_initialises_a_run(tmp_path, capsys):
     cfg = run_cfg()
     cfg.init_from = str(path)
     model = build_method(cfg)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "init_from" in line]
+    assert lines == [
+        f"[solo-cjepa] init_from={path}: context encoder loaded; target encoder loaded; "
+        "predictor loaded; optimizer and schedules start fresh"
+    ]
 
     _equal_states(model.backbone, stripped(official["encoder"]))
     _equal_states(model.momentum_backbone, stripped(official["target_encoder"]))

@@ -229,18 +229,26 @@ def initialise_from(model: LightningModule, path: str) -> None:
             f"the {role} encoder in init_from={path!r}",
             advice,
         )
+    loaded = [
+        f"{role} encoder loaded"
+        for role, attribute in ENCODER_ATTRIBUTES.items()
+        if hasattr(model, attribute)
+    ]
     predictor = getattr(model, "predictor", None)
-    if predictor is None:
-        return
-    try:
-        require("predictor" in weights, f"{path!r} has no predictor")
-        check_fit(
-            predictor, weights["predictor"], f"the predictor in {path!r}", "method_kwargs.pred_*"
-        )
-    except ConfigError as err:
-        note(f"init_from: the predictor starts fresh: {err}")
-        return
-    predictor.load_state_dict(weights["predictor"], strict=True)
+    if predictor is not None:
+        try:
+            require("predictor" in weights, f"{path!r} has no predictor")
+            check_fit(
+                predictor,
+                weights["predictor"],
+                f"the predictor in {path!r}",
+                "method_kwargs.pred_*",
+            )
+            predictor.load_state_dict(weights["predictor"], strict=True)
+            loaded.append("predictor loaded")
+        except ConfigError as err:
+            loaded.append(f"the predictor starts fresh: {err}")
+    note(f"init_from={path}: {'; '.join(loaded)}; optimizer and schedules start fresh")
 
 
 def load_method(path: Union[str, Path]) -> Tuple[LightningModule, DictConfig]:
