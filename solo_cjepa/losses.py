@@ -33,12 +33,16 @@ class VICRegTerms(NamedTuple):
     cov: torch.Tensor  # off-diagonal covariance of c
 
 
+# VICReg's weights (Bardes et al. 2022, solo's vicreg.yaml), which the C-JEPA paper keeps.
+VICREG_WEIGHTS = {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0}
+
+
 def vicreg_regularizer(
     context_emb: torch.Tensor,
     target_emb: torch.Tensor,
-    sim_loss_weight: float = 25.0,
-    var_loss_weight: float = 25.0,
-    cov_loss_weight: float = 1.0,
+    sim_loss_weight: float = VICREG_WEIGHTS["sim_loss_weight"],
+    var_loss_weight: float = VICREG_WEIGHTS["var_loss_weight"],
+    cov_loss_weight: float = VICREG_WEIGHTS["cov_loss_weight"],
 ) -> VICRegTerms:
     """C-JEPA's VICReg terms on per-image embeddings ``c`` (context), ``t`` (target), ``[B, D]``.
 

@@ -17,7 +17,13 @@ from solo.utils.metrics import accuracy_at_k
 from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.errors import ConfigError, note, require
-from solo_cjepa.losses import JEPA_LOSSES, VICRegTerms, jepa_loss, vicreg_regularizer
+from solo_cjepa.losses import (
+    JEPA_LOSSES,
+    VICREG_WEIGHTS,
+    VICRegTerms,
+    jepa_loss,
+    vicreg_regularizer,
+)
 from solo_cjepa.masks import DEFAULT_MASKS, MultiBlockMaskGenerator
 from solo_cjepa.monitors import effective_rank, mean_std
 from solo_cjepa.predictor import PREDICTOR_LAYOUTS, JEPAPredictor
@@ -90,11 +96,7 @@ class CJEPA(BaseMomentumMethod):
 
         self.loss_type: str = kwargs.loss_type
         self.vicreg_weight: float = kwargs.vicreg_weight
-        self.vicreg_weights = dict(
-            sim_loss_weight=kwargs.sim_loss_weight,
-            var_loss_weight=kwargs.var_loss_weight,
-            cov_loss_weight=kwargs.cov_loss_weight,
-        )
+        self.vicreg_weights = {key: kwargs[key] for key in VICREG_WEIGHTS}
         self.target_embedding: str = kwargs.target_embedding
         self.final_weight_decay = kwargs.final_weight_decay
         self.seed: int = omegaconf_select(cfg, "seed", 0)
@@ -154,9 +156,7 @@ class CJEPA(BaseMomentumMethod):
             **{k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_MASKS.items()},
             "loss_type": "smooth_l1",
             "vicreg_weight": 0.001,
-            "sim_loss_weight": 25.0,
-            "var_loss_weight": 25.0,
-            "cov_loss_weight": 1.0,
+            **VICREG_WEIGHTS,
             "target_embedding": "blocks",
             "final_weight_decay": None,
             "fixed_pos_embed": True,
@@ -183,7 +183,7 @@ class CJEPA(BaseMomentumMethod):
             cfg.momentum.schedule in MOMENTUM_SCHEDULES,
             f"momentum.schedule must be one of {MOMENTUM_SCHEDULES}, got {cfg.momentum.schedule!r}",
         )
-        for key in ("vicreg_weight", "sim_loss_weight", "var_loss_weight", "cov_loss_weight"):
+        for key in ("vicreg_weight", *VICREG_WEIGHTS):
             require(kwargs[key] >= 0, f"method_kwargs.{key} must be >= 0, got {kwargs[key]}")
         for key in ("pred_depth", "pred_embed_dim", "num_targets", "min_keep"):
             require(kwargs[key] >= 1, f"method_kwargs.{key} must be >= 1, got {kwargs[key]}")
