@@ -106,3 +106,23 @@ def test_whole_batches_equal_the_loader_of_single_images(tmp_path):
     for (images, labels), (expected, expected_labels) in zip(val_batches, reference):
         assert torch.allclose(images, expected, atol=1e-6) and torch.equal(labels, expected_labels)
     assert sum(len(labels) for _, labels in train_batches) == 40
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_features_in_bf16_stay_close_to_float32(monkeypatch, bf16):
+    # on AMX CPUs and bf16 GPUs the features are extracted under autocast: float32 out, close to
+    # a plain float32 forward; elsewhere exactly that forward
+    from solo_cjepa.tools import offline_eval
+    from solo_cjepa.vit import vit_micro
+
+    monkeypatch.setattr(offline_eval, "fast_bf16", lambda device: bf16)
+    torch.manual_seed(0)
+    encoder = vit_micro(img_size=28, patch_size=4, class_token=False, global_pool="avg").eval()
+    images, labels = torch.randn(24, 3, 28, 28), torch.arange(24) % 3
+    with torch.no_grad():
+        reference = encoder(images)
+    loader = [(images[:16], labels[:16]), (images[16:], labels[16:])]
+    features, extracted_labels = offline_eval.extract_features(encoder, loader)
+    assert features.dtype == torch.float32 and torch.equal(extracted_labels, labels)
+    error = ((features - reference).norm() / reference.norm()).item()
+    assert (0 < error < 1e-2) if bf16 else error == 0
