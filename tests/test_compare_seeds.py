@@ -1,10 +1,11 @@
 """Seeds in the comparison: the Student-t arithmetic against scipy on fixed numbers, the report
-(mean ± interval, per-seed CSV rows, the paired C-JEPA − I-JEPA difference) rebuilt from a folder
+(mean ± interval, per-seed CSV rows, the paired C-JEPA − I-JEPA difference and the ablation's) rebuilt from a folder
 where one run failed and one never finished, and two tiny runs through Hydra's joblib and
 submitit-local launchers."""
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,42 @@ def test_report_from_a_folder_with_a_failed_and_an_unfinished_run(tmp_path, caps
     assert "**ijepa** seed 2 failed (exit 1): RuntimeError: out of memory" in report
     assert "| raw pixels |" in report
     assert "report.md" in capsys.readouterr().out
+
+
+def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_path):
+    # Table 3's ordering and C-JEPA against VICReg, each as a paired difference over seeds; BYOL
+    # did not run, so no difference with it
+    from solo_cjepa.tools.compare.presets import method_specs
+
+    out = tmp_path / "ablation"
+    specs = [replace(spec, seed=s) for s in (0, 1, 2) for spec in method_specs(["vicreg"], "vicreg")]
+    out.mkdir()
+    save_plan(out, "ablation", {"dataset": "none"}, specs)
+    save_floors(out, [])
+    top1 = {name: [base + 0.9 * s + 0.1 * s * s for s in range(3)] for name, base in (
+        ("neither (I-JEPA)", 70.0), ("var/cov only", 71.0), ("invariance only", 70.5),
+        ("var/cov + invariance (C-JEPA)", 72.0), ("vicreg", 73.0))}  # fmt: skip
+    top1["vicreg"][1] -= 2.0
+    for spec in specs:
+        folder = out / folder_name(spec)
+        folder.mkdir(parents=True)
+        offline = {"offline_logreg_top1": top1[spec.name][spec.seed]}
+        save_outcome(folder, RunOutcome(spec, "ok", 60.0, offline=offline))
+    main(["report", str(out)])
+
+    report = (out / "report.md").read_text()
+    both = "var/cov + invariance (C-JEPA)"
+    for a, b, mean in (
+        (both, "neither (I-JEPA)", 2.0),
+        (both, "var/cov only", 1.0),
+        ("invariance only", "neither (I-JEPA)", 0.5),
+    ):
+        assert f"## Paired difference {a} − {b}" in report
+        assert f"| offline logreg top-1 | 3 | {mean:+.2f} | 0.00 |" in report
+    ci = stats.ttest_rel(top1[both], top1["vicreg"]).confidence_interval(0.95)
+    assert f"## Paired difference {both} − vicreg" in report
+    assert f"[{ci.low:+.2f}, {ci.high:+.2f}]" in report
+    assert "− byol" not in report
 
 
 def test_report_of_a_folder_that_is_no_comparison(tmp_path, capsys):

@@ -8,7 +8,7 @@ from typing import List
 
 from solo_cjepa.tools.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.plots import write_plots
-from solo_cjepa.tools.compare.presets import CJEPA_IJEPA_PAIRS
+from solo_cjepa.tools.compare.presets import PAIRED_DIFFERENCES
 from solo_cjepa.tools.compare.records import load_floors, load_outcome, load_plan
 from solo_cjepa.tools.compare.report import Report, entries, run_row, write_report
 from solo_cjepa.tools.compare.runner import RunOutcome
@@ -43,7 +43,7 @@ def build_report(out: Path, extra_settings=None) -> Report:
                 + log
             )
     names = entries(report.rows)
-    report.pairs = [pair for pair in CJEPA_IJEPA_PAIRS if all(name in names for name in pair)]
+    report.pairs = [pair for pair in PAIRED_DIFFERENCES if all(name in names for name in pair)]
     report.rows += load_floors(out)
     grouped = {}
     for name, rows in curves:
