@@ -1,7 +1,7 @@
 """Seeds in the comparison: the Student-t arithmetic against scipy on fixed numbers, the report
-(mean ± interval, per-seed CSV rows, the paired C-JEPA − I-JEPA difference and the ablation's) rebuilt from a folder
-where one run failed and one never finished, and two tiny runs through Hydra's joblib and
-submitit-local launchers."""
+(mean ± interval, per-seed CSV rows, the paired differences: C-JEPA − I-JEPA, the ablation's)
+rebuilt from a folder where one run failed and one never finished, and two tiny runs through
+Hydra's joblib and submitit-local launchers."""
 
 import csv
 import json
@@ -105,7 +105,8 @@ def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_pat
     from solo_cjepa.tools.compare.presets import method_specs
 
     out = tmp_path / "ablation"
-    specs = [replace(spec, seed=s) for s in (0, 1, 2) for spec in method_specs(["vicreg"], "vicreg")]
+    entries = method_specs(["vicreg"], "vicreg")
+    specs = [replace(spec, seed=s) for s in (0, 1, 2) for spec in entries]
     out.mkdir()
     save_plan(out, "ablation", {"dataset": "none"}, specs)
     save_floors(out, [])

@@ -234,10 +234,11 @@ PROTOCOL = """\
 - **seeds**: `--seeds` runs every entry once per seed (`seed=`: data order, augmentations, masks
   and initial weights). A cell is then mean ± the half-width of the 95 % confidence interval,
   Student t with n − 1 degrees of freedom (`mean ± t · std / √n`); report.csv has each seed's
-  row and the mean, std and interval. A paired difference (C-JEPA − I-JEPA; with the ablation
-  also both terms − var/cov only and invariance only − I-JEPA; C-JEPA − VICReg and − BYOL when
-  they ran) is taken seed by seed (same seed: same data order and augmentations, and for the
-  ablation's entries the same masks and initial weights) and gets the same interval for its mean.
+  row and the mean, std and interval. A paired difference (C-JEPA − I-JEPA; with the
+  ablation also both terms − var/cov only and invariance only − I-JEPA; C-JEPA − VICReg and
+  − BYOL when they ran) is taken seed by seed (same seed: same data order and augmentations,
+  for the ablation's entries also the same masks and initial weights) and gets the same
+  interval for its mean.
 """
 
 
