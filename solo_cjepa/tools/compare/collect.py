@@ -44,7 +44,16 @@ def build_report(out: Path, extra_settings=None) -> Report:
             )
     names = entries(report.rows)
     report.pairs = [pair for pair in PAIRED_DIFFERENCES if all(name in names for name in pair)]
-    report.rows += load_floors(out)
+    floors = load_floors(out)
+    report.rows += floors
+    # Per-seed untrained ViTs: what each seed's runs of the same encoder started from
+    for floor in entries([row for row in floors if row.get("seed") is not None]):
+        encoder = next(row.get("encoder") for row in floors if row["method"] == floor)
+        report.pairs += [
+            (name, floor)
+            for name, runs in names.items()
+            if any(row.get("encoder") == encoder for row in runs)
+        ]
     grouped = {}
     for name, rows in curves:
         grouped.setdefault(name, []).append(rows)

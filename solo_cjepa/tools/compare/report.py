@@ -225,7 +225,8 @@ PROTOCOL = """\
   data loading included and validation excluded; **wall time**: the whole training process
   (floors: their evaluation).
 - **floors**: *raw pixels* = the same offline evaluation on the normalised input pixels;
-  *random init* = the same ViT, untrained (the first run's initial weights).
+  *random init* = the same ViT, untrained (the first run's initial weights; with `--seeds`, one
+  per seed, and each entry evaluated on the same encoder gets its paired difference to it).
 - **figures**: accuracies against epochs and against wall-clock since training started; each
   run's self-supervised loss terms; the collapse monitors, std and effective rank of the
   evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps
