@@ -14,7 +14,7 @@ from solo_cjepa.tools.compare.__main__ import build_plan, main
 from solo_cjepa.tools.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.pipeline import Plan, per_run_minutes, run_comparison
 from solo_cjepa.tools.compare.presets import ABLATIONS, folder_name, with_seeds
-from solo_cjepa.tools.compare.runner import RunSpec, budget_overrides, eta_s
+from solo_cjepa.tools.compare.runner import RunSpec, budget_overrides, eta_s, progress_text
 
 
 def tiny_overrides(tmp_path: Path):
@@ -149,6 +149,10 @@ def test_budget_overrides_and_eta():
     assert eta_s(progress, None) == pytest.approx(180)
     assert eta_s(progress, 60) == pytest.approx(40)  # the time budget ends first
     assert eta_s({**progress, "step": 0}, None) is None
+    # the last report of a run, after Lightning counted past its final epoch
+    done = {"epoch": 2, "max_epochs": 2, "step": 100, "total_steps": 100, "time_elapsed_s": 90}
+    assert progress_text(done, None).startswith("epoch 2/2  step 100/100  1m30s")
+    assert progress_text({**done, "max_epochs": -1}, None).startswith("epoch 3/-1")
 
 
 def test_flags_presets_and_ablation():

@@ -1,10 +1,11 @@
 """Seeds in the comparison: the Student-t arithmetic against scipy on fixed numbers, the report
-(mean ± interval, per-seed CSV rows, the paired C-JEPA − I-JEPA difference) rebuilt from a folder
-where one run failed and one never finished, and two tiny runs through Hydra's joblib and
-submitit-local launchers."""
+(mean ± interval, per-seed CSV rows, the paired differences: C-JEPA − I-JEPA, the ablation's)
+rebuilt from a folder where one run failed and one never finished, and two tiny runs through
+Hydra's joblib and submitit-local launchers."""
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,55 @@ def test_report_from_a_folder_with_a_failed_and_an_unfinished_run(tmp_path, caps
     assert "report.md" in capsys.readouterr().out
 
 
+def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_path):
+    # Table 3's ordering and C-JEPA against VICReg, each as a paired difference over seeds; BYOL
+    # did not run, so no difference with it
+    from solo_cjepa.tools.compare.presets import method_specs
+
+    out = tmp_path / "ablation"
+    entries = method_specs(["vicreg"], "vicreg")
+    specs = [replace(spec, seed=s) for s in (0, 1, 2) for spec in entries]
+    out.mkdir()
+    save_plan(out, "ablation", {"dataset": "none"}, specs)
+    untrained = [70.0 + 0.9 * s + 0.1 * s * s - 1.5 for s in range(3)]
+    floor = "random init (vit_micro)"
+    save_floors(
+        out,
+        [
+            run_row(floor, "floor", 1.0, s, encoder="target", offline_logreg_top1=untrained[s])
+            for s in range(3)
+        ],
+    )
+    top1 = {name: [base + 0.9 * s + 0.1 * s * s for s in range(3)] for name, base in (
+        ("neither (I-JEPA)", 70.0), ("var/cov only", 71.0), ("invariance only", 70.5),
+        ("var/cov + invariance (C-JEPA)", 72.0), ("vicreg", 73.0))}  # fmt: skip
+    top1["vicreg"][1] -= 2.0
+    for spec in specs:
+        folder = out / folder_name(spec)
+        folder.mkdir(parents=True)
+        encoder = "context" if spec.name == "vicreg" else "target"
+        offline = {"offline_logreg_top1": top1[spec.name][spec.seed], "encoder": encoder}
+        save_outcome(folder, RunOutcome(spec, "ok", 60.0, offline=offline))
+    main(["report", str(out)])
+
+    report = (out / "report.md").read_text()
+    both = "var/cov + invariance (C-JEPA)"
+    for a, b, mean in (
+        (both, "neither (I-JEPA)", 2.0),
+        (both, "var/cov only", 1.0),
+        ("invariance only", "neither (I-JEPA)", 0.5),
+        ("neither (I-JEPA)", floor, 1.5),  # each seed's runs against that seed's untrained ViT
+        (both, floor, 3.5),
+    ):
+        assert f"## Paired difference {a} − {b}" in report
+        assert f"| offline logreg top-1 | 3 | {mean:+.2f} | 0.00 |" in report
+    ci = stats.ttest_rel(top1[both], top1["vicreg"]).confidence_interval(0.95)
+    assert f"## Paired difference {both} − vicreg" in report
+    assert f"[{ci.low:+.2f}, {ci.high:+.2f}]" in report
+    assert "− byol" not in report and f"vicreg − {floor}" not in report  # another encoder
+    assert f"| {floor} |" in report and "3 seeds" in report
+
+
 def test_report_of_a_folder_that_is_no_comparison(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["report", str(tmp_path)])
@@ -129,6 +179,9 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
     report = run_comparison(plan)
     runs = [row for row in report.rows if row["method"] == "cjepa"]
     assert [(r["seed"], r["status"]) for r in runs] == [(0, "ok"), (1, "ok")]
+    untrained = [row for row in report.rows if row["method"].startswith("random init")]
+    assert [(r["seed"], r["status"]) for r in untrained] == [(0, "floor"), (1, "floor")]
+    assert untrained[0]["feature_rank"] != untrained[1]["feature_rank"]  # each seed's init
     for seed in (0, 1):
         (args,) = (out / "cjepa" / f"seed-{seed}").glob("cjepa/*/args.json")
         assert json.loads(args.read_text())["seed"] == seed  # the seed reached the run

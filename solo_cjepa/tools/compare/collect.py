@@ -8,7 +8,7 @@ from typing import List
 
 from solo_cjepa.tools.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.plots import write_plots
-from solo_cjepa.tools.compare.presets import CJEPA_IJEPA_PAIRS
+from solo_cjepa.tools.compare.presets import PAIRED_DIFFERENCES
 from solo_cjepa.tools.compare.records import load_floors, load_outcome, load_plan
 from solo_cjepa.tools.compare.report import Report, entries, run_row, write_report
 from solo_cjepa.tools.compare.runner import RunOutcome
@@ -43,8 +43,17 @@ def build_report(out: Path, extra_settings=None) -> Report:
                 + log
             )
     names = entries(report.rows)
-    report.pairs = [pair for pair in CJEPA_IJEPA_PAIRS if all(name in names for name in pair)]
-    report.rows += load_floors(out)
+    report.pairs = [pair for pair in PAIRED_DIFFERENCES if all(name in names for name in pair)]
+    floors = load_floors(out)
+    report.rows += floors
+    # Per-seed untrained ViTs: what each seed's runs of the same encoder started from
+    for floor in entries([row for row in floors if row.get("seed") is not None]):
+        encoder = next(row.get("encoder") for row in floors if row["method"] == floor)
+        report.pairs += [
+            (name, floor)
+            for name, runs in names.items()
+            if any(row.get("encoder") == encoder for row in runs)
+        ]
     grouped = {}
     for name, rows in curves:
         grouped.setdefault(name, []).append(rows)

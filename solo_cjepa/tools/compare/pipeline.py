@@ -98,25 +98,29 @@ def _timed_evaluation(features, loaders) -> Tuple[Dict[str, float], float]:
     return result, time.monotonic() - start
 
 
-def _floors(cfg: DictConfig) -> Tuple[List[Dict[str, object]], Optional[float]]:
-    """Rows for raw pixels and the untrained ViT (the first run's initial weights: same seed as
-    its launcher), and the seconds the ViT's evaluation took."""
+def _floors(
+    cfg: DictConfig, seeds: Optional[Sequence[int]]
+) -> Tuple[List[Dict[str, object]], Optional[float]]:
+    """Rows for raw pixels and the untrained ViT of the first run's config, and the seconds one
+    ViT evaluation took. The ViT has the initial weights of that run (same seed as its launcher);
+    with ``seeds``, one row per seed: each seed's runs start from that seed's untrained ViT."""
     encoder = evaluated_encoder(cfg.method)
+    name = f"random init ({cfg.backbone.name})"
     try:
         loaders = eval_loaders(cfg)
         pixels, pixel_s = _timed_evaluation(flat_pixels, loaders)
-        torch.manual_seed(cfg.seed)
-        untrained = encoder_of(build_method(cfg), encoder)
-        random_init, eval_s = _timed_evaluation(untrained, loaders)
+        rows = [run_row("raw pixels", "floor", pixel_s, encoder="pixels", **pixels)]
+        for seed in seeds or [None]:
+            seeded = cfg.copy()
+            seeded.seed = cfg.seed if seed is None else seed
+            torch.manual_seed(seeded.seed)
+            untrained = encoder_of(build_method(seeded), encoder)
+            random_init, eval_s = _timed_evaluation(untrained, loaders)
+            rows.append(run_row(name, "floor", eval_s, seed, encoder=encoder, **random_init))
     except Exception as err:  # a floor must not stop the comparison
         failed = f"failed: {type(err).__name__}: {err}"
         return [run_row("raw pixels", failed, None), run_row("random init", failed, None)], None
-    return [
-        run_row("raw pixels", "floor", pixel_s, encoder="pixels", **pixels),
-        run_row(
-            f"random init ({cfg.backbone.name})", "floor", eval_s, encoder=encoder, **random_init
-        ),
-    ], eval_s
+    return rows, eval_s
 
 
 def _offline(run_dir: Path) -> Dict[str, object]:
@@ -200,10 +204,15 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
         file=stream,
         flush=True,
     )
-    floors, eval_s = _floors(cfgs[0])
+    floors, eval_s = _floors(cfgs[0], plan.seeds)
     save_floors(plan.out, floors)
     for row in floors:
-        print(f"[floors] {row['method']}: {_scores(row) or row['status']}", file=stream, flush=True)
+        seed = f" seed {row['seed']}" if row.get("seed") is not None else ""
+        print(
+            f"[floors] {row['method']}{seed}: {_scores(row) or row['status']}",
+            file=stream,
+            flush=True,
+        )
 
     minutes = plan.minutes
     if minutes is None and plan.total_minutes is not None:

@@ -52,8 +52,17 @@ ABLATIONS: Dict[str, Tuple[RunSpec, ...]] = {
 ABLATION_RUNS_OF: Dict[str, Dict[str, str]] = {
     "vicreg": {"cjepa": "var/cov + invariance (C-JEPA)", "ijepa": "neither (I-JEPA)"}
 }
-# (C-JEPA, I-JEPA) entry names whose paired difference the report gives when both are in.
-CJEPA_IJEPA_PAIRS = (("var/cov + invariance (C-JEPA)", "neither (I-JEPA)"), ("cjepa", "ijepa"))
+# Entry pairs (a, b) whose paired difference a - b the report gives when both are in: C-JEPA
+# against I-JEPA, the paper's Table-3 ordering (both terms > var/cov only, invariance only >
+# neither) and C-JEPA against the two-view methods, under either name of C-JEPA and I-JEPA.
+_BOTH, _NEITHER = "var/cov + invariance (C-JEPA)", "neither (I-JEPA)"
+PAIRED_DIFFERENCES = (
+    (_BOTH, _NEITHER),
+    ("cjepa", "ijepa"),
+    (_BOTH, "var/cov only"),
+    ("invariance only", _NEITHER),
+    *((cjepa, other) for cjepa in (_BOTH, "cjepa") for other in ("vicreg", "byol")),
+)
 
 
 def method_specs(methods: Sequence[str], ablation: Optional[str] = None) -> Tuple[RunSpec, ...]:

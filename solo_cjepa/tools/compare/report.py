@@ -1,6 +1,6 @@
 """The comparison table, as ``report.csv`` (one row per run and per floor, raw numbers, and with
 several seeds each entry's mean, std and 95 % confidence interval) and as ``report.md`` (rounded,
-mean ± interval, the paired C-JEPA − I-JEPA differences, the protocol, failures and figures).
+mean ± interval, the paired differences, the protocol, failures and figures).
 """
 
 import csv
@@ -48,7 +48,7 @@ class Report:
     rows: List[Dict[str, object]] = field(default_factory=list)  # one per run, then the floors
     failures: List[str] = field(default_factory=list)
     plots: Sequence[Path] = ()
-    pairs: Sequence[Tuple[str, str]] = ()  # (C-JEPA, I-JEPA) entries to difference
+    pairs: Sequence[Tuple[str, str]] = ()  # (a, b) entries whose paired difference a - b to give
 
 
 def _cell(value: object, digits) -> str:
@@ -225,7 +225,8 @@ PROTOCOL = """\
   data loading included and validation excluded; **wall time**: the whole training process
   (floors: their evaluation).
 - **floors**: *raw pixels* = the same offline evaluation on the normalised input pixels;
-  *random init* = the same ViT, untrained (the first run's initial weights).
+  *random init* = the same ViT, untrained (the first run's initial weights; with `--seeds`, one
+  per seed, and each entry evaluated on the same encoder gets its paired difference to it).
 - **figures**: accuracies against epochs and against wall-clock since training started; each
   run's self-supervised loss terms; the collapse monitors, std and effective rank of the
   evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps
@@ -234,8 +235,11 @@ PROTOCOL = """\
 - **seeds**: `--seeds` runs every entry once per seed (`seed=`: data order, augmentations, masks
   and initial weights). A cell is then mean ± the half-width of the 95 % confidence interval,
   Student t with n − 1 degrees of freedom (`mean ± t · std / √n`); report.csv has each seed's
-  row and the mean, std and interval. The paired difference takes C-JEPA − I-JEPA seed by seed
-  (same data order, masks and initial weights) and gives the same interval for its mean.
+  row and the mean, std and interval. A paired difference (C-JEPA − I-JEPA; with the
+  ablation also both terms − var/cov only and invariance only − I-JEPA; C-JEPA − VICReg and
+  − BYOL when they ran) is taken seed by seed (same seed: same data order and augmentations,
+  for the ablation's entries also the same masks and initial weights) and gets the same
+  interval for its mean.
 """
 
 

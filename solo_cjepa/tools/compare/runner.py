@@ -81,8 +81,12 @@ def progress_text(progress: Optional[Dict[str, Any]], max_time_s: Optional[float
     if progress is None:
         return "starting"
     eta = eta_s(progress, max_time_s)
+    # After the last epoch Lightning has counted one more: "epoch 2/2", not 3/2
+    epoch, max_epochs = progress["epoch"] + 1, progress["max_epochs"]
+    if isinstance(max_epochs, int) and max_epochs > 0:
+        epoch = min(epoch, max_epochs)
     return (
-        f"epoch {progress['epoch'] + 1}/{progress['max_epochs']}  step {progress['step']}/"
+        f"epoch {epoch}/{max_epochs}  step {progress['step']}/"
         f"{progress['total_steps']}  {format_duration(progress['time_elapsed_s'])}"
         + (f"  ETA {format_duration(eta)}" if eta is not None else "")
     )
