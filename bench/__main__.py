@@ -37,9 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     device = step.setup(args)
     on_cpu = device.type == "cpu"
 
-    runs, batches = step.build_runs(
-        args.methods, args.batch_size, device, not args.no_channels_last, args.backbone
-    )
+    runs, batches = step.build_runs(args.methods, args.batch_size, device, args)
     tasks = step.step_tasks(runs, batches, args.precision)
     dtype = torch.float32 if args.precision == "32" else torch.bfloat16
     tasks["matmul"] = flops.matmul_task(device, args.matmul_size, dtype)
@@ -64,8 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{torch.__version__}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"training step: {args.backbone}, 32 px, patch 4, batch {args.batch_size}, precision "
-        f"{args.precision}, median of {args.steps} steps after {args.warmup} warm-up, interleaved"
+        f"training step: {args.recipe} recipes, {step.vit_label(runs[0])}, batch "
+        f"{args.batch_size}, precision {args.precision}, median of {args.steps} steps after "
+        f"{args.warmup} warm-up, interleaved"
     )
     print(step.format_table(results, cpu_time=on_cpu))
 

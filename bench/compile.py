@@ -44,9 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     device = step.setup(args)
     (spec,) = args.methods
     specs = [spec, compiled(spec)] + ([args.reference] if args.reference else [])
-    runs, batches = step.build_runs(
-        specs, args.batch_size, device, not args.no_channels_last, args.backbone
-    )
+    runs, batches = step.build_runs(specs, args.batch_size, device, args)
     eager, fast = runs[0], runs[1]
 
     breaks = graph_breaks(eager, args.batch_size, device)
@@ -67,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rates = {run.name: args.batch_size / median(timings.wall[run.name]) for run in runs}
 
     print(
-        f"{spec}, {args.backbone}, batch {args.batch_size}, precision {args.precision}, "
+        f"{spec}, {step.vit_label(eager)}, batch {args.batch_size}, precision {args.precision}, "
         f"{torch.get_num_threads()} threads, {device}"
     )
     print(

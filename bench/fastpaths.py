@@ -14,6 +14,7 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 
 from bench.methods import autocast, bf16_supported, build, default_device, image_batch
+from bench.step import add_vit_arguments, recipe_settings
 from bench.timing import interleave
 from solo_cjepa.vit import embed_patches, encode, select_tokens
 
@@ -32,9 +33,10 @@ def fused_attention(modules: Sequence[torch.nn.Module], fused: bool):
             layer.fused_attn = value
 
 
-def fastpath_tasks(spec: str, batch_size: int, device: torch.device, backbone: str) -> Dict:
-    """Pairs of timed tasks on one C-JEPA model and one batch of masks."""
-    run = build(spec, batch_size, device, backbone=backbone)
+def fastpath_tasks(spec: str, batch_size: int, device: torch.device, **recipe) -> Dict:
+    """Pairs of timed tasks on one C-JEPA model and one batch of masks (``recipe``: ``build``'s
+    recipe and ViT keywords)."""
+    run = build(spec, batch_size, device, **recipe)
     model = run.model
     images = image_batch(run, batch_size, device)[1][0]
     context_idx, target_idx = model.mask_generator(batch_size, 0, device)
@@ -94,15 +96,15 @@ def fastpath_tasks(spec: str, batch_size: int, device: torch.device, backbone: s
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--method", default="cjepa", help="a C-JEPA spec, as in bench.step")
-    parser.add_argument("--backbone", default="vit_tiny")
+    add_vit_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     device = default_device(args.device)
-    tasks = fastpath_tasks(args.method, args.batch_size, device, args.backbone)
+    tasks = fastpath_tasks(args.method, args.batch_size, device, **recipe_settings(args))
     timings = interleave(tasks, args.repeats, 1, device)
-    print(f"{args.method}, {args.backbone}, batch {args.batch_size}: forward+backward, median ms")
+    print(f"{args.method}, {args.recipe} recipe, batch {args.batch_size}: fwd+bwd, median ms")
     for name, seconds in timings.wall.items():
         print(f"{name:<46}{1e3 * median(seconds):>9.1f}")
 

@@ -20,15 +20,9 @@ from bench import flops, step
 from bench.methods import Run, synchronize, train_step
 from bench.syncs import HostSyncCounter, cuda_sync_warnings
 
-# scripts/pretrain/imagenet: I-JEPA's predictor (384 wide, 6 deep) and masks, solo's heads.
-JEPA = "pred_embed_dim=384,pred_depth=6,num_targets=4,min_keep=10"
-IMAGENET_SPECS = (
-    f"cjepa:{JEPA}",
-    f"cjepa:{JEPA},pred_layout=single",
-    f"ijepa:{JEPA}",
-    "vicreg:proj_hidden_dim=8192,proj_output_dim=8192",
-    "byol:proj_hidden_dim=4096,proj_output_dim=256,pred_hidden_dim=4096",
-)
+# Built from scripts/pretrain/imagenet: ViT-B/16 at 224 px, I-JEPA's predictor (384 wide, 6 deep)
+# and masks, solo's heads.
+SPECS = ("cjepa", "cjepa:pred_layout=single", "ijepa", "vicreg", "byol")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -119,10 +113,8 @@ def dali_images_per_s(
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m bench.gpu", description=__doc__)
-    parser.add_argument("--methods", nargs="+", default=list(IMAGENET_SPECS))
-    parser.add_argument("--backbone", default="vit_base")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--patch-size", type=int, default=16)
+    parser.add_argument("--methods", nargs="+", default=list(SPECS))
+    step.add_vit_arguments(parser, recipe="imagenet")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precision", choices=("32", "bf16"), default="bf16")
     parser.add_argument("--steps", type=int, default=10, help="measured steps per method")
@@ -139,9 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     device = step.setup(args)
 
     specs = list(args.methods) + ([] if args.no_compile else [compiled(s) for s in args.methods])
-    runs, batches = step.build_runs(
-        specs, args.batch_size, device, True, args.backbone, args.img_size, args.patch_size
-    )
+    runs, batches = step.build_runs(specs, args.batch_size, device, args)
     tasks = step.step_tasks(runs, batches, args.precision)
     dtype = torch.float32 if args.precision == "32" else torch.bfloat16
     tasks["matmul"] = flops.matmul_task(device, args.matmul_size, dtype)
@@ -167,8 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"{name}, torch {torch.__version__}: {args.backbone}, {args.img_size} px, patch "
-        f"{args.patch_size}, batch {args.batch_size}, precision {args.precision}; median of "
+        f"{name}, torch {torch.__version__}: {args.recipe} recipes, {step.vit_label(runs[0])}, "
+        f"batch {args.batch_size}, precision {args.precision}; median of "
         f"{args.steps} steps after {args.warmup} warm-up, interleaved ({seconds:.0f} s in all)"
     )
     reference = next((s for s in args.methods if s.startswith("vicreg")), "vicreg")

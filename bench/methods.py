@@ -11,47 +11,41 @@ them at every step).
 import contextlib
 import itertools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, List, Optional
 
 import torch
 import yaml
-from omegaconf import OmegaConf
-from solo.methods import METHODS
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from torch.profiler import record_function
 
-import solo_cjepa  # noqa: F401  (registers "cjepa" and the small ViTs)
+from solo.args.pretrain import parse_cfg
 
-# The plugin's scripts/pretrain/cifar recipes: AdamW for every method, solo's cifar heads for vicreg
-# and byol, and for the JEPAs a predictor (192 wide, 4 deep) and 3 targets sized for an 8x8 grid.
-ADAMW = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.04, "exclude_bias_n_norm_wd": True}
-JEPA = {"pred_depth": 4, "pred_embed_dim": 192, "num_targets": 3, "min_keep": 4}
-EMA = {"base_tau": 0.996, "final_tau": 1.0}
+from solo_cjepa.launch.hardware import normalise_hardware
+from solo_cjepa.launch.run import build_method
+
+RECIPES = Path(__file__).resolve().parents[1] / "scripts" / "pretrain"
 
 # Lightning's default log_every_n_steps: how often a Trainer has C-JEPA compute its monitors.
 MONITOR_EVERY = 50
 
-# name -> (solo method, large crops, method_kwargs, momentum)
-METHOD_SETUPS: Dict[str, tuple] = {
-    "cjepa": ("cjepa", 1, JEPA, EMA),
-    "ijepa": ("cjepa", 1, {**JEPA, "vicreg_weight": 0.0}, EMA),
-    "vicreg": ("vicreg", 2, {"proj_hidden_dim": 2048, "proj_output_dim": 2048}, None),
-    "byol": (
-        "byol",
-        2,
-        {"proj_hidden_dim": 4096, "proj_output_dim": 256, "pred_hidden_dim": 4096},
-        {"base_tau": 0.99, "final_tau": 1.0},
-    ),
-}
-
 
 @dataclass
 class Run:
-    """A built method: the LightningModule, its optimizer and the large crops it trains on."""
+    """A built method: the LightningModule, its optimizer, its large crops and their size."""
 
     name: str
     model: Any
     optimizer: torch.optim.Optimizer
     num_crops: int
+    img_size: int
+
+
+def recipes(folder: str) -> List[str]:
+    """The methods ``scripts/pretrain/<folder>`` has a recipe for (its yamls but the DALI ones)."""
+    names = (path.stem for path in (RECIPES / folder).glob("*.yaml"))
+    return sorted(name for name in names if not name.endswith("-dali"))
 
 
 def parse_spec(spec: str) -> tuple:
@@ -59,8 +53,6 @@ def parse_spec(spec: str) -> tuple:
     {"compile": True, "monitor_every": 50})``: method_kwargs and the benchmark's options; values
     are YAML."""
     name, _, overrides = spec.partition(":")
-    if name not in METHOD_SETUPS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHOD_SETUPS)}")
     kwargs = {}
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
@@ -73,69 +65,65 @@ def parse_spec(spec: str) -> tuple:
 
 
 def method_cfg(
-    spec: str, batch_size: int, backbone: str = "vit_tiny", img_size: int = 32, patch_size: int = 4
-):
-    """solo cfg of a method spec (see ``parse_spec``) on a mean-pooled ViT without class token."""
+    spec: str,
+    batch_size: int,
+    recipe: str = "cifar",
+    backbone: Optional[str] = None,
+    img_size: Optional[int] = None,
+    patch_size: Optional[int] = None,
+) -> DictConfig:
+    """The cfg ``main_pretrain.py`` makes of ``scripts/pretrain/<recipe>/<method>.yaml`` (ViT,
+    method_kwargs, momentum, optimizer, crops), with the spec's method_kwargs (see
+    ``parse_spec``), the benchmark's batch size, optionally another ViT, and no learning-rate
+    schedule (there is no Trainer to step it)."""
     name, overrides, options = parse_spec(spec)
-    method, num_crops, method_kwargs, momentum = METHOD_SETUPS[name]
-    cfg = {
-        "name": f"bench-{spec}",
-        "method": method,
-        "backbone": {
-            "name": backbone,
-            "kwargs": {
-                "img_size": img_size,
-                "patch_size": patch_size,
-                "class_token": False,
-                "global_pool": "avg",
-                "fc_norm": False,
-            },
-        },
-        "method_kwargs": {**method_kwargs, **overrides},
-        "data": {
-            "dataset": "cifar10",
-            "num_large_crops": num_crops,
-            "num_small_crops": 0,
-            "num_classes": 10,
-        },
-        "optimizer": {"batch_size": batch_size, "classifier_lr": 1e-3, **ADAMW},
-        # Lightning would also step a warmup-cosine schedule; "none" needs no Trainer.
-        "scheduler": {"name": "none"},
-        "max_epochs": 1,
-        "devices": 1,
-        "num_nodes": 1,
-        "performance": {"compile": options["compile"]},
-    }
-    if momentum is not None:
-        cfg["momentum"] = momentum
-    cfg = OmegaConf.create(cfg)
+    if name not in recipes(recipe):
+        raise ValueError(f"unknown method {name!r}; choose from {recipes(recipe)}")
+    vit = {"name": backbone, "kwargs.img_size": img_size, "kwargs.patch_size": patch_size}
+    settings = [f"backbone.{key}={value}" for key, value in vit.items() if value is not None]
+    settings += [f"optimizer.batch_size={batch_size}", "scheduler.name=none", "data.val_path=null"]
+    with initialize_config_dir(config_dir=str(RECIPES / recipe), version_base="1.2"):
+        cfg = compose(config_name=name, overrides=settings)
     OmegaConf.set_struct(cfg, False)
+    cfg.method_kwargs.update(overrides)
+    cfg.precision = "32-true"  # the benchmark sets its own autocast
+    normalise_hardware(cfg)
+    cfg = parse_cfg(cfg)  # main_pretrain.py's parsing, without its checks of the data folders
+    if cfg.method == "cjepa":
+        cfg.performance.compile = options["compile"]
     return cfg
 
 
 def build(
-    spec: str, batch_size: int, device: torch.device, channels_last: bool = True, **vit
+    spec: str,
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool = True,
+    recipe: str = "cifar",
+    **vit,
 ) -> Run:
     """Builds a method as ``main_pretrain.py`` does (device, channels_last) and its optimizer."""
-    cfg = method_cfg(spec, batch_size, **vit)
-    cfg.performance.disable_channel_last = not channels_last
-    model = METHODS[cfg.method](cfg).to(device)
-    if cfg.performance.compile and cfg.method != "cjepa":
+    cfg = method_cfg(spec, batch_size, recipe, **vit)
+    cfg.performance = {**cfg.get("performance", {}), "disable_channel_last": not channels_last}
+    model = build_method(cfg).to(device)
+    options = parse_spec(spec)[2]
+    if options["compile"] and cfg.method != "cjepa":
         model.backbone.compile()  # solo's methods have no compile option
     if hasattr(model, "_monitors_due"):  # a Trainer's cadence, without a Trainer
-        calls, every = itertools.count(), parse_spec(spec)[2]["monitor_every"]
+        calls, every = itertools.count(), options["monitor_every"]
         model._monitors_due = lambda: next(calls) % every == 0
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    return Run(spec, model, model.configure_optimizers(), cfg.data.num_large_crops)
+    optimizer = model.configure_optimizers()
+    img_size = cfg.backbone.kwargs.img_size
+    return Run(spec, model, optimizer, cfg.data.num_large_crops, img_size)
 
 
-def image_batch(run: Run, batch_size: int, device: torch.device, img_size: int = 32) -> List:
+def image_batch(run: Run, batch_size: int, device: torch.device) -> List:
     """solo's training batch ``[indexes, [crops], targets]`` of random images."""
-    crops = [
-        torch.randn(batch_size, 3, img_size, img_size, device=device) for _ in range(run.num_crops)
-    ]
+    size = run.img_size
+    crops = [torch.randn(batch_size, 3, size, size, device=device) for _ in range(run.num_crops)]
     return [
         torch.arange(batch_size, device=device),
         crops,

@@ -12,6 +12,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.methods import build, default_device, image_batch, train_step
+from bench.step import add_vit_arguments, recipe_settings, vit_label
 
 PHASES = ("forward", "backward", "optimizer", "ema")
 # Kinds of aten ops by name fragment, first match wins; the rest counts as "other".
@@ -46,7 +47,7 @@ def summarize(prof, device: torch.device, steps: int) -> Dict[str, Dict[str, flo
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--method", default="cjepa", help="a method spec, as in bench.step")
-    parser.add_argument("--backbone", default="vit_tiny")
+    add_vit_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2, help="profiled steps, after one warm-up")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
@@ -54,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args(argv)
     device = default_device(args.device)
-    run = build(args.method, args.batch_size, device, backbone=args.backbone)
+    run = build(args.method, args.batch_size, device, **recipe_settings(args))
     batch = image_batch(run, args.batch_size, device)
     train_step(run, batch, 0, args.precision)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -62,7 +63,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for i in range(1, args.steps + 1):
             train_step(run, batch, i, args.precision)
     summary = summarize(prof, device, args.steps)
-    print(f"{args.method}, batch {args.batch_size}, precision {args.precision}, ms per step")
+    print(
+        f"{args.method}, {vit_label(run)}, batch {args.batch_size}, precision {args.precision}, "
+        "ms per step"
+    )
     for section, values in summary.items():
         total = sum(values.values())
         print(

@@ -83,17 +83,12 @@ def step_tasks(runs: Sequence[Run], batches: Dict[str, List], precision: str) ->
 
 
 def build_runs(
-    specs: Sequence[str],
-    batch_size: int,
-    device: torch.device,
-    channels_last: bool,
-    backbone: str,
-    img_size: int = 32,
-    patch_size: int = 4,
+    specs: Sequence[str], batch_size: int, device: torch.device, args: argparse.Namespace
 ) -> Tuple[List[Run], Dict[str, List]]:
-    vit = dict(backbone=backbone, img_size=img_size, patch_size=patch_size)
-    runs = [build(spec, batch_size, device, channels_last, **vit) for spec in specs]
-    batches = {run.name: image_batch(run, batch_size, device, img_size) for run in runs}
+    """The methods of ``specs`` from the recipes and ViT that ``args`` name, and a batch each."""
+    channels_last, settings = not args.no_channels_last, recipe_settings(args)
+    runs = [build(spec, batch_size, device, channels_last, **settings) for spec in specs]
+    batches = {run.name: image_batch(run, batch_size, device) for run in runs}
     return runs, batches
 
 
@@ -140,6 +135,26 @@ def format_table(results: Dict[str, StepFigures], cpu_time: bool, reference: str
     return "\n".join(lines)
 
 
+def add_vit_arguments(parser: argparse.ArgumentParser, recipe: str = "cifar") -> None:
+    """``--recipe`` (the scripts/pretrain folder the methods are built from) and the ViT."""
+    parser.add_argument("--recipe", default=recipe, help="scripts/pretrain folder of the recipes")
+    parser.add_argument("--backbone", default=None, help="ViT name (default: the recipe's)")
+    parser.add_argument("--img-size", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--patch-size", type=int, default=None, help="default: the recipe's")
+
+
+def recipe_settings(args: argparse.Namespace) -> dict:
+    """``build``'s keywords from the arguments of ``add_vit_arguments``."""
+    keys = ("recipe", "backbone", "img_size", "patch_size")
+    return {key: getattr(args, key) for key in keys}
+
+
+def vit_label(run: Run) -> str:
+    """``"vit_small, 32 px, patch 4"``: the ViT a run trains."""
+    vit = run.model.cfg.backbone
+    return f"{vit.name}, {vit.kwargs.img_size} px, patch {vit.kwargs.patch_size}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods",
@@ -147,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_SPECS),
         help="method specs, e.g. cjepa 'cjepa:pred_layout=single' vicreg",
     )
-    parser.add_argument("--backbone", default="vit_tiny", help="solo or solo_cjepa ViT name")
+    add_vit_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="measured steps per method")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per method first")
@@ -177,9 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_arguments(parser)
     args = parser.parse_args(argv)
     device = setup(args)
-    runs, batches = build_runs(
-        args.methods, args.batch_size, device, not args.no_channels_last, args.backbone
-    )
+    runs, batches = build_runs(args.methods, args.batch_size, device, args)
     timings = interleave(step_tasks(runs, batches, args.precision), args.steps, args.warmup, device)
     results = figures(runs, batches, timings, args.warmup, args.batch_size, args.precision)
     print(format_table(results, cpu_time=device.type == "cpu"))

@@ -5,13 +5,14 @@ import re
 
 import pytest
 import torch
+import yaml
 
 from bench import __main__ as bench_all
 from bench import compile as bench_compile
 from bench import fastpaths, flops, gpu, masks, profile_step
 from bench.masks import IJEPAMaskLoop
 from bench.memory import PeakMemory
-from bench.methods import build, parse_spec
+from bench.methods import RECIPES, build, parse_spec
 
 
 @pytest.fixture
@@ -71,6 +72,39 @@ def test_method_specs_override_method_kwargs_and_set_the_benchmark_options():
     }
 
 
+@pytest.mark.parametrize("recipe", ["cifar", "imagenet"])
+def test_the_benchmark_builds_the_shipped_recipes(recipe):
+    """What the benchmark times is what main_pretrain.py trains: each method's ViT, predictor,
+    masks and heads as the yamls of scripts/pretrain/<recipe> say (read here as plain YAML)."""
+    folder = RECIPES / recipe
+    cjepa = yaml.safe_load((folder / "cjepa.yaml").read_text())
+    vicreg = yaml.safe_load((folder / "vicreg.yaml").read_text())
+    assert yaml.safe_load((folder / "ijepa.yaml").read_text())["defaults"][0] == "cjepa"
+    assert vicreg["backbone"] == cjepa["backbone"]  # one ViT for all: the comparison's premise
+
+    small = {"backbone": "vit_nano"} if recipe != "cifar" else {}  # ViT-B/16 is slow on a CPU
+    models = {
+        spec: build(spec, 2, torch.device("cpu"), recipe=recipe, **small).model
+        for spec in ("cjepa", "ijepa", "vicreg:proj_hidden_dim=32")
+    }
+    kwargs = cjepa["method_kwargs"]
+    for spec in ("cjepa", "ijepa"):
+        model = models[spec]
+        assert len(model.predictor.blocks) == kwargs["pred_depth"]
+        assert model.predictor.embed.out_features == kwargs["pred_embed_dim"]
+        assert model.mask_generator.num_targets == kwargs["num_targets"]
+    assert models["cjepa"].vicreg_weight == kwargs["vicreg_weight"] > 0
+    assert models["ijepa"].vicreg_weight == 0
+    vicreg_model = models["vicreg:proj_hidden_dim=32"]  # the spec overrides the recipe ...
+    assert vicreg_model.projector[0].out_features == 32
+    # ... and the rest is the recipe's
+    assert vicreg_model.projector[-1].out_features == vicreg["method_kwargs"]["proj_output_dim"]
+    if recipe == "cifar":  # the recipe's own ViT
+        vit = cjepa["backbone"]
+        assert models["cjepa"].features_dim == {"vit_tiny": 192, "vit_small": 384}[vit["name"]]
+        assert models["cjepa"].backbone.patch_embed.img_size == (vit["kwargs"]["img_size"],) * 2
+
+
 def test_whole_benchmark_runs_on_a_tiny_config(capsys, one_thread):
     bench_all.main(
         "--backbone vit_nano --batch-size 4 --steps 1 --warmup 0 --matmul-size 64 "
@@ -97,7 +131,8 @@ def test_gpu_benchmark_runs_on_a_tiny_cpu_config(capsys, one_thread):
         "--device cpu --backbone vit_nano --img-size 32 --patch-size 4 --batch-size 4 --steps 1 "
         "--warmup 1 --matmul-size 64 --no-compile --dali-images 8 --dali-batches 1 "
         "--dali-threads 1 --precision 32 "
-        "--methods cjepa:pred_embed_dim=32,pred_depth=1,min_keep=4,num_targets=3 vicreg".split()
+        "--methods cjepa:pred_embed_dim=32,pred_depth=1,min_keep=4,num_targets=3 "
+        "vicreg:proj_hidden_dim=64,proj_output_dim=64".split()
     )
     out = capsys.readouterr().out
     assert_figures(out, "TFLOP/s", "of peak", "syncs", "x vicreg", "DALI pipeline")
