@@ -1,11 +1,12 @@
-"""The four methods the benchmarks compare, on one ViT, and the training step as Lightning runs it.
+"""The methods the benchmarks compare, built from the shipped recipes, and the training step as
+Lightning runs it.
 
-cjepa and ijepa (cjepa with ``vicreg_weight: 0``) train on one large crop, solo's vicreg and byol on
-two; a spec such as ``cjepa:pred_layout=single`` overrides method_kwargs. Two keys of a spec are the
-benchmark's own: ``compile=true`` compiles the method (``performance.compile`` for cjepa, the
-backbone for solo's methods), and ``monitor_every=N`` computes C-JEPA's collapse monitors every N
-steps (default 50, Lightning's ``log_every_n_steps``; outside a Trainer the method would compute
-them at every step).
+A method is the yaml of its name in ``scripts/pretrain/<recipe>`` (cjepa, ijepa, vicreg, byol), as
+``main_pretrain.py`` parses it; a spec such as ``cjepa:pred_layout=single`` overrides method_kwargs.
+Two keys of a spec are the benchmark's own: ``compile=true`` compiles the method
+(``performance.compile`` for cjepa, the backbone for solo's methods), and ``monitor_every=N``
+computes C-JEPA's collapse monitors every N steps (default 50, Lightning's ``log_every_n_steps``;
+outside a Trainer the method would compute them at every step).
 """
 
 import contextlib
@@ -18,9 +19,8 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
-from torch.profiler import record_function
-
 from solo.args.pretrain import parse_cfg
+from torch.profiler import record_function
 
 from solo_cjepa.launch.hardware import normalise_hardware
 from solo_cjepa.launch.run import build_method
