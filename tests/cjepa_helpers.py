@@ -254,3 +254,48 @@ def launch_many(cases, tmp_path: Path) -> List[dict]:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+# --- launches of several processes: bounded, and nothing left behind ---------------------------
+
+
+def _live_processes(session: int) -> List[int]:
+    """Processes of ``session`` that still run (zombies, exited but not yet reaped, excluded)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while being read
+            continue
+        state, sid = fields[0], int(fields[4])
+        if sid == session and state != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def run_bounded(command: List[str], cwd, timeout_s: float, env=None) -> subprocess.CompletedProcess:
+    """Runs ``command`` (which may start more processes, as Lightning's DDP launcher does) in a
+    session of its own; fails the test if it is not done within ``timeout_s`` (a stalled
+    collective) or if any process of that session still runs after it, killing them all."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(
+            f"stalled: not done after {timeout_s:g} s: {' '.join(command)}\n{stderr[-3000:]}"
+        ) from None
+    left = _live_processes(proc.pid)
+    if left:
+        os.killpg(proc.pid, 9)
+        raise AssertionError(f"processes {left} left behind by: {' '.join(command)}")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)

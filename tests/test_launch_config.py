@@ -55,6 +55,7 @@ PRETRAIN_CASES = [
     ("precision=8", "precision must be one of [", "'bf16-mixed'"),
     ("accelerator=tpu", "accelerator must be one of ['auto', 'gpu', 'cuda', 'cpu']", ""),
     ("devices=0", "devices must be a count >= 1", "got 0"),
+    ("+ddp_timeout_minutes=0", "ddp_timeout_minutes must be a number > 0", "got 0"),
     ("resume_from_checkpoint=/nowhere.ckpt", "resume_from_checkpoint must be a .ckpt", ""),
 ]
 

@@ -111,6 +111,7 @@ COMMON_TYPES = {
     "seed": Number(0, integer=True, optional=True),
     "max_epochs": COUNT,
     "num_nodes": Number(1, integer=True, optional=True),
+    "ddp_timeout_minutes": Number(0, strict=True, optional=True),
     "data.num_workers": Number(0, integer=True),
     "data.no_labels": FLAG,
     "optimizer.batch_size": COUNT,

@@ -17,7 +17,6 @@ from lightning.pytorch import (
 )
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 from solo.args.linear import parse_cfg as parse_linear_cfg
 from solo.args.pretrain import parse_cfg as parse_pretrain_cfg
@@ -46,7 +45,9 @@ from solo_cjepa.launch.data.loaders import (
     pretrain_val_loader,
     require_full_batch,
 )
+from solo_cjepa.launch.epoch_metrics import ReduceEpochMetrics
 from solo_cjepa.launch.epoch_seed import EpochSeed
+from solo_cjepa.launch.hang_guard import stalled_collectives, strategy
 from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
 from solo_cjepa.launch.run_report import ProgressBar, RunReport, linear_command, quiet_warnings
 from solo_cjepa.launch.unlabelled import without_online_classifier
@@ -146,7 +147,7 @@ def _fit(
     ``evaluate_with`` as the command that evaluates the checkpoint."""
     ckpt_path, wandb_run_id = _resume_point(cfg, logdir)
     report = RunReport(evaluate_with)
-    callbacks: List[Callback] = [EpochSeed(cfg.seed), report, *callbacks]
+    callbacks: List[Callback] = [EpochSeed(cfg.seed), report, *callbacks, ReduceEpochMetrics()]
     if omegaconf_select(cfg, "enable_progress_bar", True):
         callbacks.append(ProgressBar())
     if cfg.checkpoint.enabled:
@@ -165,9 +166,7 @@ def _fit(
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg).items() if k in valid}
     kwargs.update(
         devices=trainer_devices(cfg),
-        strategy=DDPStrategy(find_unused_parameters=False)
-        if cfg.strategy == "ddp"
-        else cfg.strategy,
+        strategy=strategy(cfg),
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,
@@ -180,18 +179,20 @@ def _fit(
             train.val_dataloader = lambda: val_loader
         from solo_cjepa.launch.data.dali import dali_read_errors
 
-        with dali_read_errors(cfg):
+        with stalled_collectives(cfg, trainer), dali_read_errors(cfg):
             trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
     else:
-        trainer.fit(model, train, val_loader, ckpt_path=ckpt_path)
+        with stalled_collectives(cfg, trainer):
+            trainer.fit(model, train, val_loader, ckpt_path=ckpt_path)
     if trainer.global_step == 0 and not trainer.interrupted:
         # the check before training cannot count DALI's files; this one catches any format
         raise ConfigError(
             f"no training step ran: each of the {trainer.world_size} process(es) got fewer "
             f"than optimizer.batch_size={cfg.optimizer.batch_size} training images"
         )
+    metrics = dict(trainer.callback_metrics)  # read on every process: a read can reduce
     if trainer.is_global_zero:
-        report.summary(trainer)
+        report.summary(trainer, metrics)
     return trainer
 
 

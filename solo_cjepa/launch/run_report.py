@@ -92,21 +92,20 @@ class RunReport(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._report_skipped(trainer, f"epoch {trainer.current_epoch}")
 
-    def summary(self, trainer: Trainer) -> None:
-        """The run folder, its last checkpoint, the final online metrics and, for pretraining,
-        the command that evaluates the checkpoint."""
+    def summary(self, trainer: Trainer, metrics: Dict[str, Any]) -> None:
+        """The run folder, its last checkpoint, the final online ``metrics`` (read on every
+        process: this runs on the first only) and, for pretraining, the command that evaluates
+        the checkpoint."""
         checkpointer = next((c for c in trainer.callbacks if isinstance(c, Checkpointer)), None)
         folder = getattr(checkpointer, "path", None) or getattr(trainer.logger, "log_dir", None)
         last = getattr(checkpointer, "last_ckpt", None)
-        metrics = ", ".join(
-            f"{key} {float(trainer.callback_metrics[key]):.4g}"
-            for key in ONLINE_METRICS
-            if key in trainer.callback_metrics
+        online = ", ".join(
+            f"{key} {float(metrics[key]):.4g}" for key in ONLINE_METRICS if key in metrics
         )
         note(f"done: {trainer.global_step} steps, run folder {folder}")
         note(f"last checkpoint: {last or 'none (checkpoint.enabled=False)'}")
-        if metrics:
-            note(f"final online metrics: {metrics}")
+        if online:
+            note(f"final online metrics: {online}")
         if last and self.linear_command:
             run = Path(last).parent
             note(f"evaluate it: {self.linear_command} pretrained_feature_extractor={run}")
