@@ -43,3 +43,19 @@ def cosine_ramp(step: int, total_steps: int, start: float, end: float) -> float:
     ``CosineWDSchedule``), held at ``end`` afterwards."""
     progress = min(step / max(total_steps, 1), 1.0)
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def run_scaled_warmup(warmup_epochs: float, max_epochs: float, max_share: float) -> float:
+    """The warm-up, in epochs, of a run of ``max_epochs``: ``warmup_epochs``, or ``max_share`` of
+    the run when that is shorter (I-JEPA's 15 of 600 ImageNet epochs are 2.5 %; 1 warm-up epoch
+    of a 2-epoch run would leave half of it at a low learning rate)."""
+    return min(warmup_epochs, max_share * max_epochs)
+
+
+def run_scaled_base_tau(base_tau: float, total_steps: int, max_share: float) -> float:
+    """The start of the EMA momentum ramp for a run of ``total_steps``: ``base_tau``, or lower
+    where the EMA's memory at the start, ``1 / (1 - base_tau)`` steps (250 at I-JEPA's 0.996),
+    would be more than ``max_share`` of the run: there the target would keep most of its
+    initial weights to the end (a share ``exp(-sum(1 - tau))`` of them)."""
+    memory = max_share * total_steps
+    return min(base_tau, max(0.0, 1.0 - 1.0 / memory)) if memory > 0 else 0.0

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from solo_cjepa.monitors import effective_rank, mean_std
-from solo_cjepa.schedules import EMAUpdater, cosine_ramp
+from solo_cjepa.schedules import (
+    EMAUpdater,
+    cosine_ramp,
+    run_scaled_base_tau,
+    run_scaled_warmup,
+)
 
 
 def test_effective_rank_of_isotropic_low_rank_and_collapsed_embeddings():
@@ -54,3 +59,30 @@ def test_cosine_weight_decay_ramp_of_ijepa():
         0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi / 4))
     )
     assert cosine_ramp(200, 100, 0.04, 0.4) == pytest.approx(0.4)
+
+
+def _initial_share_left(base_tau: float, steps: int) -> float:
+    """What share of its initial weights an EMA keeps after a linear tau ramp to 1.0 over
+    ``steps`` steps: the product of the taus, step by step."""
+    share = 1.0
+    for step in range(steps):
+        share *= base_tau + (1.0 - base_tau) * step / steps
+    return share
+
+
+def test_run_scaled_ema_keeps_ijepa_at_imagenet_scale_and_forgets_the_init_in_short_runs():
+    imagenet_steps = 600 * 1_281_167 // 2048  # the ImageNet recipe: 600 epochs of batch 2048
+    assert run_scaled_base_tau(0.996, imagenet_steps, 0.05) == 0.996
+    assert run_scaled_base_tau(0.996, 400 * 50_000 // 256, 0.05) == 0.996  # the CIFAR recipe
+    # the old study: 234 steps; I-JEPA's ramp keeps ~60 % of the initial weights to the end
+    assert _initial_share_left(0.996, 234) == pytest.approx(math.exp(-0.47), abs=0.01)
+    base = run_scaled_base_tau(0.996, 234, 0.05)
+    assert 1 / (1 - base) == pytest.approx(0.05 * 234)  # memory: 5 % of the run
+    assert _initial_share_left(base, 234) < 0.01
+    assert run_scaled_base_tau(0.99, 10, 0.05) == 0.0  # memory under one step: follow at once
+
+
+def test_run_scaled_warmup_is_capped_at_a_share_of_the_run():
+    assert run_scaled_warmup(15, 600, 0.1) == 15  # I-JEPA's ImageNet warm-up
+    assert run_scaled_warmup(40, 400, 0.1) == 40  # the ImageNet-100 and CIFAR recipes' 10 %
+    assert run_scaled_warmup(1, 2, 0.1) == pytest.approx(0.2)

@@ -134,6 +134,8 @@ PRETRAIN_TYPES = {
     "momentum.base_tau": Number(0, 1, optional=True),
     "momentum.final_tau": Number(0, 1, optional=True),
     "momentum.classifier": FLAG,
+    "momentum.memory_max_share": Number(0, 1, strict=True, optional=True),
+    "scheduler.warmup_max_share": Number(0, 1, optional=True),
 }
 AUGMENTATION_TYPES = {
     "crop_size": COUNT,

@@ -50,6 +50,7 @@ from solo_cjepa.launch.epoch_seed import EpochSeed
 from solo_cjepa.launch.hang_guard import stalled_collectives, strategy
 from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
 from solo_cjepa.launch.run_report import ProgressBar, RunReport, linear_command, quiet_warnings
+from solo_cjepa.launch.run_scaled_schedules import momentum_scaling, scale_warmup
 from solo_cjepa.launch.unlabelled import without_online_classifier
 
 
@@ -62,8 +63,11 @@ def _prepare(cfg: DictConfig, check: Callable, parse: Callable) -> DictConfig:
 
 
 def prepare_pretrain_cfg(cfg: DictConfig) -> DictConfig:
-    """Normalises, checks and parses (solo's ``parse_cfg``) a composed pretraining cfg."""
-    return _prepare(cfg, check_pretrain_cfg, parse_pretrain_cfg)
+    """Normalises, checks and parses (solo's ``parse_cfg``) a composed pretraining cfg, its
+    warm-up capped at a share of the run (:func:`scale_warmup`)."""
+    cfg = _prepare(cfg, check_pretrain_cfg, parse_pretrain_cfg)
+    scale_warmup(cfg)
+    return cfg
 
 
 def build_method(cfg: DictConfig) -> LightningModule:
@@ -231,6 +235,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             *callbacks,
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
+    callbacks = [*momentum_scaling(cfg), *callbacks]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
     return _fit(cfg, model, logdir, callbacks, train, val_loader, linear_command(cfg.data.dataset))
 
