@@ -3,6 +3,8 @@
 GPU, so C-JEPA computes them only on the steps Lightning logs.
 """
 
+from typing import Iterable
+
 import torch
 
 
@@ -18,3 +20,13 @@ def effective_rank(emb: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     singular = torch.linalg.svdvals(emb.float())
     p = singular / singular.sum().clamp_min(eps)
     return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum())
+
+
+@torch.no_grad()
+def relative_distance(params: Iterable[torch.Tensor], reference: Iterable[torch.Tensor]) -> float:
+    """``||params - reference|| / ||reference||`` over all tensors together: how far an encoder
+    (the EMA target) has moved from another (its initial weights, or the context encoder)."""
+    params, reference = list(params), list(reference)
+    diff = sum(float((p.float() - r.float()).pow(2).sum()) for p, r in zip(params, reference))
+    norm = sum(float(r.float().pow(2).sum()) for r in reference)
+    return (diff / norm) ** 0.5

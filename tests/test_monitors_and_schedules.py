@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from solo_cjepa.monitors import effective_rank, mean_std
+from solo_cjepa.monitors import effective_rank, mean_std, relative_distance
 from solo_cjepa.schedules import (
     EMAUpdater,
     cosine_ramp,
@@ -86,3 +86,12 @@ def test_run_scaled_warmup_is_capped_at_a_share_of_the_run():
     assert run_scaled_warmup(15, 600, 0.1) == 15  # I-JEPA's ImageNet warm-up
     assert run_scaled_warmup(40, 400, 0.1) == 40  # the ImageNet-100 and CIFAR recipes' 10 %
     assert run_scaled_warmup(1, 2, 0.1) == pytest.approx(0.2)
+
+
+def test_relative_distance_is_that_of_the_flattened_weights():
+    a = [torch.randn(3, 4), torch.randn(5)]
+    b = [torch.randn(3, 4), torch.randn(5)]
+    flat_a, flat_b = torch.cat([t.flatten() for t in a]), torch.cat([t.flatten() for t in b])
+    expected = torch.linalg.vector_norm(flat_a - flat_b) / torch.linalg.vector_norm(flat_b)
+    assert relative_distance(a, b) == pytest.approx(expected.item(), rel=1e-5)
+    assert relative_distance(b, b) == 0.0

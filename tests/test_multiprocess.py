@@ -161,6 +161,7 @@ def test_comparison_training_entry_point_finishes(tmp_path):
     (run_dir,) = run_dirs(tmp_path / "trained_models", "cjepa")
     assert _logged_epochs(run_dir, "train_images") == ["0", "1"]
     assert _logged_epochs(run_dir, "monitor_feature_rank")
+    assert _logged_epochs(run_dir, "monitor_target_from_context")  # the EMA target's follow-up
     assert '"done": true' in progress.read_text()
 
 
