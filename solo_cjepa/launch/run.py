@@ -231,7 +231,8 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
-    return _fit(cfg, model, logdir, callbacks, train, val_loader, linear_command(cfg.data.dataset))
+    evaluate_with = linear_command(cfg.data.dataset, cfg.data.holdout)
+    return _fit(cfg, model, logdir, callbacks, train, val_loader, evaluate_with)
 
 
 def _linear_backbone(cfg: DictConfig) -> nn.Module:

@@ -16,9 +16,10 @@ from solo.methods.base import BaseMethod
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.errors import ConfigError, exit_on_config_error, note
 from solo_cjepa.launch.checkpoints.loading import find_checkpoint, load_pretrained_backbone
 from solo_cjepa.launch.data.fashion_mnist import FashionMNIST
+from solo_cjepa.launch.data.holdout import holdout_of, scored_split
 from solo_cjepa.launch.data.loaders import classification_datasets, pretrain_eval_transform
 from solo_cjepa.launch.hardware import fast_bf16
 from solo_cjepa.monitors import effective_rank
@@ -79,17 +80,18 @@ class WholeSetBatches:
 
 
 def eval_loaders(cfg: DictConfig, batch_size: int = 512) -> Tuple[Iterable, Iterable]:
-    """The whole train and validation sets of a pretraining cfg (``data.fraction`` ignored),
-    through its online validation's transform: training crop size and normalisation, no
-    augmentation. Fashion-MNIST, held in memory, is transformed batch by batch (a PIL image per
-    sample would take most of an evaluation's time)."""
+    """The whole train and validation sets of a pretraining cfg (``data.fraction`` ignored; with
+    ``data.holdout``, the training set without the held-out images and those images), through
+    its online validation's transform: training crop size and normalisation, no augmentation.
+    Fashion-MNIST, held in memory, is transformed batch by batch (a PIL image per sample would
+    take most of an evaluation's time)."""
     transform = pretrain_eval_transform(cfg)
     full = cfg.copy()
     full.data.fraction = -1.0
     if full.data.get("val_path") is None or full.data.get("no_labels", False):
         raise ConfigError(
             "the offline evaluation needs labelled data and a validation set: set data.val_path "
-            f"(and data.no_labels=False) for data.dataset={cfg.data.dataset!r}"
+            f"or data.holdout (and data.no_labels=False) for data.dataset={cfg.data.dataset!r}"
         )
     train, val = classification_datasets(full, transform, transform)
     if isinstance(train, FashionMNIST):
@@ -220,9 +222,16 @@ def evaluate_checkpoint(path: str, cfg: DictConfig, encoder: str = "target") -> 
     return evaluate(backbone, eval_loaders(cfg))
 
 
+def run_holdout(checkpoint: str) -> Optional[float]:
+    """The ``data.holdout`` that the run of ``checkpoint`` trained with (from its ``args.json``),
+    ``None`` for a checkpoint without one (an I-JEPA ``.pth.tar``)."""
+    args = Path(checkpoint).parent / "args.json"
+    return holdout_of(json.loads(args.read_text())["data"]) if args.is_file() else None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--dataset] [--config] [-- overrides]``:
-    the comparison's config lookup, this module's evaluation, one JSON line."""
+    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--holdout] [--dataset] [--config]
+    [-- overrides]``: the comparison's config lookup, this module's evaluation, one JSON line."""
     from solo_cjepa.tools.compare.__main__ import split_overrides
     from solo_cjepa.tools.compare.configs import compose_run
 
@@ -240,16 +249,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="target (EMA; what I-JEPA evaluates, the default) or context",
     )
     parser.add_argument(
+        "--holdout",
+        type=float,
+        metavar="F",
+        help="data.holdout: fit on the training images but a class-stratified share F, and score "
+        "on that share instead of the test set (default: the run's own data.holdout, from the "
+        "args.json next to the checkpoint; else the config's)",
+    )
+    parser.add_argument(
         "--dataset", default="fashion-mnist", help="config folder scripts/pretrain/<dataset>"
     )
     parser.add_argument("--config", default="ijepa", help="config name in that folder")
     flags, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(flags)
     with exit_on_config_error():
-        cfg = compose_run(args.dataset, args.config, overrides)
         path = args.checkpoint
         if Path(path).is_dir():  # a run folder: its newest checkpoint
             path = str(find_checkpoint(path))
+        trained = run_holdout(path)
+        holdout = trained if args.holdout is None else args.holdout
+        chosen = [] if holdout is None else [f"++data.holdout={holdout}"]
+        cfg = compose_run(args.dataset, args.config, [*chosen, *overrides])
+        if trained is not None and holdout_of(cfg.data) not in (0, trained):
+            note(
+                f"data.holdout={holdout_of(cfg.data)}, but the run held out "
+                f"data.holdout={trained}: some of the images scored on may be ones it trained on"
+            )
         scores = evaluate_checkpoint(path, cfg, args.encoder)
-    print(json.dumps({"checkpoint": args.checkpoint, "encoder": args.encoder, **scores}))
+    result = {"checkpoint": args.checkpoint, "encoder": args.encoder}
+    print(json.dumps({**result, "split": scored_split(cfg.data), **scores}))
     return 0
