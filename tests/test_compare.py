@@ -69,6 +69,7 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
         assert 0 <= float(row["offline_logreg_top1"]) <= 100
         assert 1 <= float(row["feature_rank"]) <= 64
     assert rows["cjepa"]["encoder"] == "target" and rows["vicreg"]["encoder"] == "context"
+    assert {row["split"] for row in rows.values()} == {"test"}  # no data.holdout
     assert (
         rows["cjepa"]["online_linear_top1_target"]
         and not rows["vicreg"]["online_linear_top1_target"]

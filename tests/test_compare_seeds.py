@@ -78,6 +78,7 @@ def test_report_from_a_folder_with_a_failed_and_an_unfinished_run(tmp_path, caps
         rows = list(csv.DictReader(f))
     cjepa = {r["seed"]: r for r in rows if r["method"] == "cjepa"}
     assert cjepa["0"]["offline_logreg_top1"] == "80.0" and cjepa["2"]["status"] == "not finished"
+    assert cjepa["0"]["split"] == "test"  # a record older than data.holdout: the test set
     low, high = stats.t.interval(0.95, 1, 81.0, stats.sem([80.0, 82.0]))
     assert float(cjepa["mean"]["offline_logreg_top1"]) == pytest.approx(81.0)
     assert float(cjepa["std"]["offline_logreg_top1"]) == pytest.approx(np.sqrt(2))
@@ -172,7 +173,8 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
         [spec],
         out,
         epochs=1,
-        overrides=tiny_overrides(tmp_path),
+        # 10 of the 40 training images held out: the runs and floors score on those
+        overrides=[*tiny_overrides(tmp_path), "++data.holdout=0.25"],
         seeds=[0, 1],
         launcher=launcher,
     )
@@ -181,6 +183,7 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
     assert [(r["seed"], r["status"]) for r in runs] == [(0, "ok"), (1, "ok")]
     untrained = [row for row in report.rows if row["method"].startswith("random init")]
     assert [(r["seed"], r["status"]) for r in untrained] == [(0, "floor"), (1, "floor")]
+    assert {row["split"] for row in report.rows} == {"holdout"}
     assert untrained[0]["feature_rank"] != untrained[1]["feature_rank"]  # each seed's init
     for seed in (0, 1):
         (args,) = (out / "cjepa" / f"seed-{seed}").glob("cjepa/*/args.json")

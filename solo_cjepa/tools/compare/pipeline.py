@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method
+from solo_cjepa.launch.data.holdout import scored_split
 from solo_cjepa.launch.run import build_method
 from solo_cjepa.tools.compare.collect import build_report, rebuild
 from solo_cjepa.tools.compare.configs import compose_run, config_dir
@@ -106,17 +107,20 @@ def _floors(
     with ``seeds``, one row per seed: each seed's runs start from that seed's untrained ViT."""
     encoder = evaluated_encoder(cfg.method)
     name = f"random init ({cfg.backbone.name})"
+    split = scored_split(cfg.data)
     try:
         loaders = eval_loaders(cfg)
         pixels, pixel_s = _timed_evaluation(flat_pixels, loaders)
-        rows = [run_row("raw pixels", "floor", pixel_s, encoder="pixels", **pixels)]
+        rows = [run_row("raw pixels", "floor", pixel_s, encoder="pixels", split=split, **pixels)]
         for seed in seeds or [None]:
             seeded = cfg.copy()
             seeded.seed = cfg.seed if seed is None else seed
             torch.manual_seed(seeded.seed)
             untrained = encoder_of(build_method(seeded), encoder)
             random_init, eval_s = _timed_evaluation(untrained, loaders)
-            rows.append(run_row(name, "floor", eval_s, seed, encoder=encoder, **random_init))
+            rows.append(
+                run_row(name, "floor", eval_s, seed, encoder=encoder, split=split, **random_init)
+            )
     except Exception as err:  # a floor must not stop the comparison
         failed = f"failed: {type(err).__name__}: {err}"
         return [run_row("raw pixels", failed, None), run_row("random init", failed, None)], None
@@ -128,7 +132,8 @@ def _offline(run_dir: Path) -> Dict[str, object]:
     encoder = evaluated_encoder(cfg.method)
     if torch.cuda.is_available():
         model = model.cuda()
-    return {"encoder": encoder, **evaluate(encoder_of(model, encoder), eval_loaders(cfg))}
+    scores = evaluate(encoder_of(model, encoder), eval_loaders(cfg))
+    return {"encoder": encoder, "split": scored_split(cfg.data), **scores}
 
 
 def execute(job: Job, line: ProgressLine) -> RunOutcome:

@@ -45,11 +45,19 @@ def save_floors(out: Path, rows: List[Dict[str, object]]) -> None:
     _write_json(out / FLOORS, rows)
 
 
+def with_split(numbers: Dict[str, Any]) -> Dict[str, Any]:
+    """Offline numbers of a record older than ``data.holdout``: scored on the test set."""
+    if "offline_logreg_top1" in numbers and "split" not in numbers:
+        return {**numbers, "split": "test"}
+    return numbers
+
+
 def load_floors(out: Path) -> List[Dict[str, object]]:
     try:
-        return json.loads((out / FLOORS).read_text())
+        rows = json.loads((out / FLOORS).read_text())
     except (OSError, ValueError):
         return []
+    return [with_split(row) for row in rows]
 
 
 def save_outcome(folder: Path, outcome: RunOutcome) -> None:
@@ -81,5 +89,5 @@ def load_outcome(out: Path, spec: RunSpec) -> RunOutcome:
         run_dir=path(record["run_dir"]),
         log_path=path(record["log_path"]),
         error=record["error"],
-        offline=record["offline"],
+        offline=with_split(record["offline"]),
     )

@@ -25,6 +25,7 @@ COLUMNS = (
     ("offline_knn_top1", "offline kNN top-1", 1),
     ("feature_rank", "effective rank", 1),
     ("encoder", "offline encoder", None),
+    ("split", "offline split", None),
     ("status", "status", None),
 )
 NUMBERS = tuple(key for key, _, digits in COLUMNS if digits is not None)
@@ -118,7 +119,7 @@ def markdown_table(rows: Sequence[Dict[str, object]]) -> str:
 
 
 def per_seed_table(rows: Sequence[Dict[str, object]]) -> str:
-    keys = [c for c in COLUMNS if c[0] not in ("encoder",)]
+    keys = [c for c in COLUMNS if c[0] not in ("encoder", "split")]
     lines = [
         "| " + " | ".join(["method", "seed", *(h for _, h, _ in keys[1:])]) + " |",
         "|" + "|".join("---" for _ in range(len(keys) + 1)) + "|",
@@ -213,11 +214,13 @@ PROTOCOL = """\
   numbers come from validations that closed a whole epoch: the one after a mid-epoch time stop
   would score against a bank of the few batches since the last epoch end.
 - **offline logreg / kNN top-1**: frozen mean-pooled ViT tokens of the whole train and validation
-  sets (validation transform, no augmentation); multinomial logistic regression on standardised
-  features (scikit-learn's objective, C = 1, full-batch L-BFGS stopped as scikit-learn's lbfgs
-  at 100 iterations or a gradient below 1e-4) and cosine kNN (k = 20, distance-weighted), both in
-  torch on the run's device. The encoder is the
-  EMA *target* encoder for the JEPA methods, as I-JEPA evaluates, and solo's online `backbone`
+  sets (validation transform, no augmentation); the *offline split* column says which validation
+  set: `test`, the dataset's own, or `holdout`, the training images that `data.holdout` held out
+  by class (the same for every run), the training set then being the rest; multinomial
+  logistic regression on standardised features (scikit-learn's objective, C = 1, full-batch
+  L-BFGS stopped as scikit-learn's lbfgs at 100 iterations or a gradient below 1e-4) and cosine
+  kNN (k = 20, distance-weighted), both in torch on the run's device. The encoder is the EMA
+  *target* encoder for the JEPA methods, as I-JEPA evaluates, and solo's online `backbone`
   (what `main_linear.py` loads) for the others.
 - **effective rank**: RankMe (exp of the entropy of the normalised singular values) of the
   validation features used offline; **peak mem**: the training process's peak RSS (CUDA: peak
