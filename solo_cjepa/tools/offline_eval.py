@@ -12,7 +12,8 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from solo.methods.base import BaseMethod
+from solo.methods import METHODS
+from solo.methods.base import BaseMethod, BaseMomentumMethod
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -33,6 +34,14 @@ def evaluated_encoder(method: str) -> str:
     """``target`` for JEPA methods, whose EMA target encoder is what I-JEPA evaluates; ``context``
     (solo's online ``backbone``, what its linear evaluation loads) for every other method."""
     return "target" if method in JEPA_METHODS else "context"
+
+
+def offline_encoders(method: str) -> Tuple[str, ...]:
+    """Every encoder of ``method``: ``target`` (the EMA ``momentum_backbone``) and ``context``
+    (solo's ``backbone``) for solo's momentum methods (cjepa, byol, ...), ``context`` alone for
+    the rest (vicreg, ...)."""
+    has_target = issubclass(METHODS[method], BaseMomentumMethod)
+    return ("target", "context") if has_target else ("context",)
 
 
 def flat_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -213,13 +222,21 @@ def evaluate_features(train: Labelled, val: Labelled, knn_k: int = 20) -> Dict[s
     }
 
 
-def evaluate_checkpoint(path: str, cfg: DictConfig, encoder: str = "target") -> Dict[str, float]:
-    """:func:`evaluate` on the ``encoder`` (``target``: what I-JEPA evaluates, or ``context``) of
-    checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data (a pretraining
-    cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``)."""
-    backbone = BaseMethod._BACKBONES[cfg.backbone.name](method=cfg.method, **cfg.backbone.kwargs)
-    load_pretrained_backbone(backbone, path, encoder)
-    return evaluate(backbone, eval_loaders(cfg))
+def evaluate_checkpoint(
+    path: str, cfg: DictConfig, encoders: Sequence[str] = ("target",)
+) -> Dict[str, Dict[str, float]]:
+    """:func:`evaluate` on each of the ``encoders`` (``target``: what I-JEPA evaluates, and/or
+    ``context``) of checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data
+    (a pretraining cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``), by encoder."""
+    loaders = eval_loaders(cfg)
+    scores = {}
+    for encoder in encoders:
+        backbone = BaseMethod._BACKBONES[cfg.backbone.name](
+            method=cfg.method, **cfg.backbone.kwargs
+        )
+        load_pretrained_backbone(backbone, path, encoder)
+        scores[encoder] = evaluate(backbone, loaders)
+    return scores
 
 
 def run_holdout(checkpoint: str) -> Optional[float]:
@@ -237,16 +254,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m solo_cjepa.evaluate",
-        description="Offline evaluation (logistic regression, kNN, effective rank) of one encoder "
-        "of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a shipped "
-        "pretraining config; hydra overrides of that config go after '--'.",
+        description="Offline evaluation (logistic regression, kNN, effective rank) of one or both "
+        "encoders of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a "
+        "shipped pretraining config; hydra overrides of that config go after '--'.",
     )
     parser.add_argument("checkpoint", help="a .ckpt, a run folder or an I-JEPA .pth.tar")
     parser.add_argument(
         "--encoder",
-        choices=("target", "context"),
+        choices=("target", "context", "both"),
         default="target",
-        help="target (EMA; what I-JEPA evaluates, the default) or context",
+        help="target (EMA; what I-JEPA evaluates, the default), context, or both (one JSON line "
+        "with each encoder's scores under its name)",
     )
     parser.add_argument(
         "--holdout",
@@ -275,7 +293,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"data.holdout={holdout_of(cfg.data)}, but the run held out "
                 f"data.holdout={trained}: some of the images scored on may be ones it trained on"
             )
-        scores = evaluate_checkpoint(path, cfg, args.encoder)
-    result = {"checkpoint": args.checkpoint, "encoder": args.encoder}
-    print(json.dumps({**result, "split": scored_split(cfg.data), **scores}))
+        encoders = ("target", "context") if args.encoder == "both" else (args.encoder,)
+        scores = evaluate_checkpoint(path, cfg, encoders)
+    result = {
+        "checkpoint": args.checkpoint,
+        "encoder": args.encoder,
+        "split": scored_split(cfg.data),
+    }
+    # one encoder: its scores at the top level, as before "both" existed
+    print(json.dumps({**result, **(scores if args.encoder == "both" else scores[args.encoder])}))
     return 0
