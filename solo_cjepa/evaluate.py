@@ -1,5 +1,6 @@
-"""Command ``python -m solo_cjepa.evaluate``: the offline evaluation of one encoder of a checkpoint
-(ours or an I-JEPA ``.pth.tar``), whose code lives in :mod:`solo_cjepa.tools.offline_eval`."""
+"""Command ``python -m solo_cjepa.evaluate``: the offline evaluation of one or both encoders of a
+checkpoint (ours or an I-JEPA ``.pth.tar``), whose code lives in
+:mod:`solo_cjepa.tools.offline_eval`."""
 
 import sys
 

@@ -3,18 +3,22 @@ a report (Markdown, CSV, decodable PNGs); a failing run is marked without losing
 budget and flag logic."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
-from cjepa_helpers import image_folder
+import torch
+from cjepa_helpers import compose_config, image_folder
 from PIL import Image
 
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.run import build_method, prepare_pretrain_cfg
 from solo_cjepa.tools.compare.__main__ import build_plan, main
 from solo_cjepa.tools.compare.metrics import curve, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.pipeline import Plan, per_run_minutes, run_comparison
 from solo_cjepa.tools.compare.presets import ABLATIONS, folder_name, with_seeds
 from solo_cjepa.tools.compare.runner import RunSpec, budget_overrides, eta_s, progress_text
+from solo_cjepa.tools.offline_eval import main as evaluate_command
 
 
 def tiny_overrides(tmp_path: Path):
@@ -57,7 +61,8 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert main([*argv, "--", *tiny_overrides(tmp_path)]) == 0
+    overrides = tiny_overrides(tmp_path)
+    assert main([*argv, "--", *overrides]) == 0
 
     rows = read_report(out)
     assert list(rows) == ["cjepa", "vicreg", "raw pixels", "random init (vit_nano)"]
@@ -66,17 +71,25 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
         assert row["status"] == "ok" and float(row["epochs"]) == 1.0
         for key in ("images_per_s", "peak_memory_mb", "online_linear_top1", "online_knn_top1"):
             assert float(row[key]) > 0, key
-        assert 0 <= float(row["offline_logreg_top1"]) <= 100
-        assert 1 <= float(row["feature_rank"]) <= 64
-    assert rows["cjepa"]["encoder"] == "target" and rows["vicreg"]["encoder"] == "context"
+        assert 0 <= float(row["offline_logreg_top1_context"]) <= 100
+        assert 1 <= float(row["feature_rank_context"]) <= 64
+    # every encoder a run has: cjepa's EMA target too, VICReg has none; a floor counts for both
+    assert (
+        rows["cjepa"]["offline_knn_top1_target"] and not rows["vicreg"]["offline_knn_top1_target"]
+    )
+    for floor in ("raw pixels", "random init (vit_nano)"):
+        for metric in ("offline_logreg_top1", "offline_knn_top1", "feature_rank"):
+            assert rows[floor][f"{metric}_target"] == rows[floor][f"{metric}_context"] != ""
+    assert {row["split"] for row in rows.values()} == {"test"}  # no data.holdout
     assert (
         rows["cjepa"]["online_linear_top1_target"]
         and not rows["vicreg"]["online_linear_top1_target"]
     )
-    assert rows["raw pixels"]["status"] == "floor" and rows["raw pixels"]["offline_knn_top1"]
+    assert rows["raw pixels"]["status"] == "floor"
 
     report = (out / "report.md").read_text()
     assert "| cjepa | 1.00 |" in report and "random init (vit_nano)" in report
+    assert "| method | target: offline logreg top-1 | target: offline kNN top-1 |" in report
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} == {
         "accuracy_vs_epoch.png",
@@ -100,6 +113,16 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
     assert epochs == [1.0] and minutes[0] > 0
     printed = capsys.readouterr().out
     assert "[1/2] cjepa:" in printed and "[2/2] vicreg: ok" in printed
+
+    # the evaluation command reads both encoders from the checkpoint by another path (strict
+    # loading of each into a fresh backbone): the same numbers as the run's record
+    flags = ["--encoder", "both", "--dataset", "custom", "--config", "cjepa"]
+    evaluate_command([str(run), *flags, "--", *overrides])
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for encoder in ("target", "context"):
+        for metric, value in both[encoder].items():
+            assert float(rows["cjepa"][f"{metric}_{encoder}"]) == pytest.approx(value), metric
+    assert both["target"] != both["context"]  # two steps of EMA apart
 
 
 def test_failed_run_is_marked_and_the_report_still_written(tmp_path):
@@ -134,12 +157,22 @@ def test_knn_of_a_validation_after_a_mid_epoch_stop_is_left_out():
 
 
 def test_total_budget_leaves_equal_training_time_or_says_it_cannot():
-    # 60 min, 2 min gone, 80 s per evaluation, 4 runs
-    minutes = per_run_minutes(60, 120, 80, 4)
-    overhead = 4 * (45 + 1.5 * 80) + 120
+    # 60 min, 2 min gone, 80 s per evaluation of an encoder, 4 runs: three with two encoders
+    minutes = per_run_minutes(60, 120, 80, [2, 2, 1, 2])
+    overhead = 4 * 45 + (3 * 2 + 1) * 80 + 4 * 0.5 * 80 + 120
     assert minutes == pytest.approx((60 * 60 * 0.92 - overhead) / 4 / 60)
     with pytest.raises(ConfigError, match="--total-minutes 5 leaves"):
-        per_run_minutes(5, 60, 80, 4)
+        per_run_minutes(5, 60, 80, [2, 2, 1, 2])
+
+
+def test_an_untrained_vits_two_encoders_are_one():
+    # why one random-init evaluation is the floor of both encoders
+    images = torch.randn(4, 3, 28, 28)
+    for name in ("cjepa", "byol"):
+        cfg = compose_config("pretrain", "fashion-mnist", name, ["backbone.name=vit_nano"])
+        model = build_method(prepare_pretrain_cfg(cfg)).eval()
+        with torch.no_grad():
+            assert torch.equal(model.backbone(images), model.momentum_backbone(images)), name
 
 
 def test_budget_overrides_and_eta():

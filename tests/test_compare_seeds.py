@@ -18,7 +18,7 @@ from solo_cjepa.tools.compare.launchers import Launcher
 from solo_cjepa.tools.compare.pipeline import Plan, run_comparison
 from solo_cjepa.tools.compare.presets import folder_name
 from solo_cjepa.tools.compare.records import save_floors, save_outcome, save_plan
-from solo_cjepa.tools.compare.report import run_row
+from solo_cjepa.tools.compare.report import floor_numbers, run_row
 from solo_cjepa.tools.compare.runner import RunOutcome, RunSpec
 from solo_cjepa.tools.compare.stats import paired_difference, summarise
 
@@ -47,8 +47,9 @@ def test_paired_difference_is_scipys_paired_t_interval():
 
 
 def fake_comparison(out: Path):
-    """cjepa and ijepa over seeds 0-2 with fixed offline numbers; ijepa's seed 2 failed and
-    cjepa's seed 2 never wrote a record (a job still running or killed)."""
+    """cjepa and ijepa over seeds 0-2 with fixed offline numbers in records as written before
+    both encoders were evaluated (one encoder's numbers); ijepa's seed 2 failed and cjepa's seed
+    2 never wrote a record (a job still running or killed)."""
     specs = [RunSpec(m, m, seed=s) for s in (0, 1, 2) for m in ("cjepa", "ijepa")]
     out.mkdir()
     save_plan(out, "fake", {"dataset": "none"}, specs)
@@ -77,21 +78,28 @@ def test_report_from_a_folder_with_a_failed_and_an_unfinished_run(tmp_path, caps
     with open(out / "report.csv") as f:
         rows = list(csv.DictReader(f))
     cjepa = {r["seed"]: r for r in rows if r["method"] == "cjepa"}
-    assert cjepa["0"]["offline_logreg_top1"] == "80.0" and cjepa["2"]["status"] == "not finished"
+    # an old cjepa record's one encoder is its target encoder; it was scored on the test set
+    assert cjepa["0"]["offline_logreg_top1_target"] == "80.0"
+    assert cjepa["0"]["offline_logreg_top1_context"] == "" and cjepa["0"]["split"] == "test"
+    assert cjepa["2"]["status"] == "not finished"
     low, high = stats.t.interval(0.95, 1, 81.0, stats.sem([80.0, 82.0]))
-    assert float(cjepa["mean"]["offline_logreg_top1"]) == pytest.approx(81.0)
-    assert float(cjepa["std"]["offline_logreg_top1"]) == pytest.approx(np.sqrt(2))
-    assert float(cjepa["ci95_low"]["offline_logreg_top1"]) == pytest.approx(low)
-    assert float(cjepa["ci95_high"]["offline_logreg_top1"]) == pytest.approx(high)
+    assert float(cjepa["mean"]["offline_logreg_top1_target"]) == pytest.approx(81.0)
+    assert float(cjepa["std"]["offline_logreg_top1_target"]) == pytest.approx(np.sqrt(2))
+    assert float(cjepa["ci95_low"]["offline_logreg_top1_target"]) == pytest.approx(low)
+    assert float(cjepa["ci95_high"]["offline_logreg_top1_target"]) == pytest.approx(high)
     paired = {r["seed"]: r for r in rows if r["method"] == "cjepa − ijepa (paired)"}
-    assert float(paired["mean"]["offline_logreg_top1"]) == pytest.approx(3.55)  # (3.5 + 3.6) / 2
+    assert float(paired["mean"]["offline_logreg_top1_target"]) == pytest.approx(3.55)
+    pixels = next(r for r in rows if r["method"] == "raw pixels")  # an old floor: both encoders
+    assert pixels["offline_logreg_top1_target"] == pixels["offline_logreg_top1_context"] == "84.0"
 
     report = (out / "report.md").read_text()
     half = (high - low) / 2
     assert f"| 81.0 ± {half:.1f} | 80.0 ± {half:.1f} |" in report
     assert "| ijepa |" in report and "2/3 ok" in report
     assert "## Paired difference cjepa − ijepa" in report
-    assert "| offline logreg top-1 | 2 | +3.55 | 0.07 | [+2.91, +4.19] |" in report
+    assert "| target: offline logreg top-1 | 2 | +3.55 | 0.07 | [+2.91, +4.19] |" in report
+    section = report.split("## Paired difference cjepa − ijepa")[1].split("## ")[0]
+    assert "context: offline" not in section  # no context numbers in the old records
     assert "excludes zero (above)" in report
     assert "**cjepa** seed 2 not finished" in report
     assert "**ijepa** seed 2 failed (exit 1): RuntimeError: out of memory" in report
@@ -101,7 +109,8 @@ def test_report_from_a_folder_with_a_failed_and_an_unfinished_run(tmp_path, caps
 
 def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_path):
     # Table 3's ordering and C-JEPA against VICReg, each as a paired difference over seeds; BYOL
-    # did not run, so no difference with it
+    # did not run, so no difference with it. Run records as written before both encoders were
+    # evaluated, floors re-evaluated since (as docs/study's were)
     from solo_cjepa.tools.compare.presets import method_specs
 
     out = tmp_path / "ablation"
@@ -114,8 +123,15 @@ def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_pat
     save_floors(
         out,
         [
-            run_row(floor, "floor", 1.0, s, encoder="target", offline_logreg_top1=untrained[s])
-            for s in range(3)
+            run_row(
+                floor,
+                "floor",
+                1.0,
+                s,
+                ssl_method="cjepa",
+                **floor_numbers({"offline_logreg_top1": top1}),
+            )
+            for s, top1 in enumerate(untrained)
         ],
     )
     top1 = {name: [base + 0.9 * s + 0.1 * s * s for s in range(3)] for name, base in (
@@ -140,12 +156,78 @@ def test_ablation_report_gives_the_papers_ordering_as_paired_differences(tmp_pat
         (both, floor, 3.5),
     ):
         assert f"## Paired difference {a} − {b}" in report
-        assert f"| offline logreg top-1 | 3 | {mean:+.2f} | 0.00 |" in report
+        assert f"| target: offline logreg top-1 | 3 | {mean:+.2f} | 0.00 |" in report
     ci = stats.ttest_rel(top1[both], top1["vicreg"]).confidence_interval(0.95)
     assert f"## Paired difference {both} − vicreg" in report
-    assert f"[{ci.low:+.2f}, {ci.high:+.2f}]" in report
+    assert f"[{ci.low:+.2f}, {ci.high:+.2f}]" in report  # C-JEPA's target against VICReg's one
+    assert "vicreg has one encoder (context): the target rows compare with it." in report
     assert "− byol" not in report and f"vicreg − {floor}" not in report  # another encoder
     assert f"| {floor} |" in report and "3 seeds" in report
+
+
+def test_both_encoders_and_their_paired_differences(tmp_path):
+    # this version's records: every encoder a run has (VICReg: context only), and floors that
+    # count for both encoders; numbers chosen so that each difference is known in advance
+    out = tmp_path / "both"
+    specs = [RunSpec(m, m, seed=s) for s in range(3) for m in ("cjepa", "ijepa", "vicreg", "byol")]
+    out.mkdir()
+    save_plan(out, "both", {"dataset": "none"}, specs)
+    floor = "random init (vit_micro)"
+    base = [60.0, 61.5, 59.0]  # per seed: what the seed's untrained ViT scores
+    save_floors(out, [
+        run_row(floor, "floor", 1.0, s, ssl_method="cjepa", split="test",
+                **floor_numbers({"offline_logreg_top1": base[s], "feature_rank": 5.0}))
+        for s in range(3)
+    ])  # fmt: skip
+    # entry: (method, gain of the target encoder, gain of the context encoder) over the floor
+    gains = {"cjepa": ("cjepa", 3.0, 8.0), "ijepa": ("cjepa", 1.0, 2.0),
+             "vicreg": ("vicreg", None, 10.0), "byol": ("byol", 4.0, 6.0)}  # fmt: skip
+    noise = [0.0, 0.3, -0.2]
+    for spec in specs:
+        method, target, context = gains[spec.name]
+        numbers = {"ssl_method": method, "split": "test"}
+        for encoder, gain in (("target", target), ("context", context)):
+            if gain is not None:
+                top1 = base[spec.seed] + gain + noise[spec.seed] * (spec.name == "cjepa")
+                numbers[f"offline_logreg_top1_{encoder}"] = top1
+                numbers[f"feature_rank_{encoder}"] = 5.0 + gain
+        folder = out / folder_name(spec)
+        folder.mkdir(parents=True)
+        save_outcome(folder, RunOutcome(spec, "ok", 60.0, offline=numbers))
+    main(["report", str(out)])
+
+    report = (out / "report.md").read_text()
+    sections = {part.split("\n")[0]: part for part in report.split("## Paired difference ")[1:]}
+
+    def row(pair, metric):
+        line = next(
+            line for line in sections[pair].splitlines() if line.startswith(f"| {metric} |")
+        )
+        return line.split(" | ")[2:4]  # mean difference, std
+
+    # cjepa − ijepa, per encoder: target 3 − 1, context 8 − 2, plus cjepa's noise (mean 1/30)
+    assert row("cjepa − ijepa", "target: offline logreg top-1")[0] == f"{2 + 0.1 / 3:+.2f}"
+    assert row("cjepa − ijepa", "context: offline logreg top-1")[0] == f"{6 + 0.1 / 3:+.2f}"
+    assert row("cjepa − ijepa", "context: effective rank") == ["+6.00", "0.00"]
+    # VICReg's one encoder is compared with both of C-JEPA's
+    assert row("cjepa − vicreg", "target: effective rank") == ["-7.00", "0.00"]
+    assert row("cjepa − vicreg", "context: effective rank") == ["-2.00", "0.00"]
+    assert "vicreg has one encoder (context)" in sections["cjepa − vicreg"]
+    assert row("cjepa − byol", "target: effective rank") == ["-1.00", "0.00"]
+    assert "has one encoder" not in sections["cjepa − byol"]
+    # each seed's untrained ViT, for both encoders of the runs of its method (cjepa) only
+    assert row(f"ijepa − {floor}", "target: offline logreg top-1") == ["+1.00", "0.00"]
+    assert row(f"ijepa − {floor}", "context: offline logreg top-1") == ["+2.00", "0.00"]
+    assert f"byol − {floor}" not in sections and f"vicreg − {floor}" not in sections
+    # the offline table: C-JEPA's two groups, VICReg's target group empty, the floor in both
+    offline = report.split("## Offline evaluation")[1]
+    assert "| vicreg | – | – | – | 70.2 ± " in offline
+    assert (
+        f"| {floor} | 60.2 ± 3.1 | – | 5.0 ± 0.0 | 60.2 ± 3.1 | – | 5.0 ± 0.0 | test |" in offline
+    )
+    with open(out / "report.csv") as f:
+        paired = [r for r in csv.DictReader(f) if r["method"] == "cjepa − vicreg (paired)"]
+    assert float(paired[0]["feature_rank_target"]) == pytest.approx(-7.0)
 
 
 def test_report_of_a_folder_that_is_no_comparison(tmp_path, capsys):
@@ -172,7 +254,8 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
         [spec],
         out,
         epochs=1,
-        overrides=tiny_overrides(tmp_path),
+        # 10 of the 40 training images held out: the runs and floors score on those
+        overrides=[*tiny_overrides(tmp_path), "++data.holdout=0.25"],
         seeds=[0, 1],
         launcher=launcher,
     )
@@ -181,13 +264,14 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
     assert [(r["seed"], r["status"]) for r in runs] == [(0, "ok"), (1, "ok")]
     untrained = [row for row in report.rows if row["method"].startswith("random init")]
     assert [(r["seed"], r["status"]) for r in untrained] == [(0, "floor"), (1, "floor")]
-    assert untrained[0]["feature_rank"] != untrained[1]["feature_rank"]  # each seed's init
+    assert {row["split"] for row in report.rows} == {"holdout"}
+    assert untrained[0]["feature_rank_context"] != untrained[1]["feature_rank_context"]
     for seed in (0, 1):
         (args,) = (out / "cjepa" / f"seed-{seed}").glob("cjepa/*/args.json")
         assert json.loads(args.read_text())["seed"] == seed  # the seed reached the run
     # the two seeds trained differently, the report shows their mean ± interval
-    assert runs[0]["offline_logreg_top1"] is not None
-    assert runs[0]["feature_rank"] != runs[1]["feature_rank"]
+    assert runs[0]["offline_logreg_top1_target"] is not None
+    assert runs[0]["feature_rank_target"] != runs[1]["feature_rank_target"]
     assert (
         "| cjepa |" in (out / "report.md").read_text()
         and "2 seeds" in (out / "report.md").read_text()

@@ -353,15 +353,20 @@ def test_offline_evaluation_of_an_official_checkpoint(tmp_path, capsys):
     overrides = [f"data.train_path={folder}", f"data.val_path={folder}", "data.num_workers=0"]
     overrides += ["backbone.name=vit_nano", "backbone.kwargs.img_size=32"]
     overrides += [f"backbone.kwargs.patch_size={PATCH}", "augmentations.0.crop_size=32"]
-    target = official_encoder(3)
-    path = official_checkpoint(tmp_path / "vit.pth.tar", target=target)
+    context, target = official_encoder(1), official_encoder(3)
+    path = official_checkpoint(tmp_path / "vit.pth.tar", encoder=context, target=target)
     evaluate_command([str(path), "--dataset", "custom", "--", *overrides])
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert scores["encoder"] == "target"
+    assert scores["encoder"] == "target" and scores["split"] == "test"
 
     cfg = prepare_pretrain_cfg(compose_config("pretrain", "custom", "ijepa", overrides))
     reference = evaluate(timm_vit(target), eval_loaders(cfg))
     assert {k: scores[k] for k in reference} == pytest.approx(reference)
+    # both encoders in one call, each under its name
+    evaluate_command([str(path), "--encoder", "both", "--dataset", "custom", "--", *overrides])
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert both["target"] == pytest.approx(reference)
+    assert both["context"] == pytest.approx(evaluate(timm_vit(context), eval_loaders(cfg)))
 
 
 @pytest.mark.parametrize(

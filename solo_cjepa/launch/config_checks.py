@@ -30,6 +30,7 @@ from solo_cjepa.launch.data.loaders import IMAGE_FOLDERS
 FORMATS = ("image_folder", "h5", "dali")
 DALI_DATASETS = ("imagenet100", "imagenet", "custom")
 H5_DATASETS = ("imagenet100", "imagenet")
+HOLDOUT_DATASETS = (fashion_mnist.NAME, "cifar10", "cifar100", *IMAGE_FOLDERS)
 PRETRAIN_SCHEDULERS = ("warmup_cosine", "step", "none")  # what BaseMethod.configure_optimizers does
 ONE_CROP_METHODS = ("cjepa", "mae", "wmse")  # the rest of solo's zoo trains on two large crops
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".pth.tar")  # .pth.tar: I-JEPA's
@@ -225,6 +226,36 @@ def _check_labels(cfg: DictConfig, labelled_val: bool) -> None:
     note("data.no_labels=True: online classifiers off (no val_acc1); evaluate with main_linear.py")
 
 
+def _check_holdout(cfg: DictConfig) -> None:
+    """``data.holdout``: a share of the labelled training images, split off by class, for the
+    validation; the formats that read whole folders themselves (DALI, h5) cannot leave it out."""
+    data = cfg.data
+    holdout = data.holdout
+    require(
+        isinstance(holdout, (int, float)) and not isinstance(holdout, bool) and 0 <= holdout < 1,
+        "data.holdout must be a number in [0, 1) (the share of the training images held out to "
+        f"validate on instead of the test set; 0: off), got {holdout!r}",
+    )
+    if not holdout:
+        return
+    require(
+        data.format == "image_folder",
+        f"data.holdout={holdout} needs data.format=image_folder (DALI and h5 read the whole "
+        f"training set), got data.format={data.format!r}; set data.holdout=0 or "
+        "data.format=image_folder",
+    )
+    require(
+        data.dataset in HOLDOUT_DATASETS,
+        f"data.holdout={holdout} works for data.dataset in {list(HOLDOUT_DATASETS)} (stl10's "
+        f"training split is mostly unlabelled), got {data.dataset!r}",
+    )
+    require(
+        not data.no_labels,
+        f"data.holdout={holdout} splits the training images by class: it needs labels, but "
+        "data.no_labels=True",
+    )
+
+
 def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
     _one_of(cfg, "data.dataset", DATASETS)
     data = cfg.data
@@ -233,10 +264,12 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
     data.num_workers = omegaconf_select(cfg, "data.num_workers", 4)
     data.download_dir = omegaconf_select(cfg, "data.download_dir", "datasets")
     data.unreadable_images = omegaconf_select(cfg, "data.unreadable_images", "skip")
+    data.holdout = omegaconf_select(cfg, "data.holdout", 0.0)
     _one_of(cfg, "data.format", FORMATS)
     _one_of(cfg, "data.unreadable_images", UNREADABLE_POLICIES)
     check_types(cfg, {"data.num_workers": Number(0, integer=True)})
     _check_labels(cfg, labelled_val)
+    _check_holdout(cfg)
     if data.format == "dali":
         require(
             data.dataset in DALI_DATASETS,
@@ -293,6 +326,10 @@ def _check_data(cfg: DictConfig, labelled_val: bool) -> None:
             f"({', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}); move them out, or use "
             "data.format=image_folder, which reads the image files only",
         )
+    if data.holdout and omegaconf_select(cfg, "data.val_path", None) is None:
+        # the validation images come out of the training folder; solo also scales the online
+        # classifier's learning rate only where a validation path is set
+        data.val_path = data.train_path
     if labelled_val or omegaconf_select(cfg, "data.val_path", None) is not None:
         _existing_dir(cfg, "data.val_path")
 

@@ -237,7 +237,8 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
         ]
     callbacks = [*momentum_scaling(cfg), *callbacks]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
-    return _fit(cfg, model, logdir, callbacks, train, val_loader, linear_command(cfg.data.dataset))
+    evaluate_with = linear_command(cfg.data.dataset, cfg.data.holdout)
+    return _fit(cfg, model, logdir, callbacks, train, val_loader, evaluate_with)
 
 
 def _linear_backbone(cfg: DictConfig) -> nn.Module:

@@ -111,8 +111,9 @@ class RunReport(Callback):
             note(f"evaluate it: {self.linear_command} pretrained_feature_extractor={run}")
 
 
-def linear_command(dataset: str) -> Optional[str]:
-    """The ``main_linear.py`` command for checkpoints of ``dataset``, from the repo root."""
+def linear_command(dataset: str, holdout: float = 0.0) -> Optional[str]:
+    """The ``main_linear.py`` command for checkpoints of ``dataset``, from the repo root; after a
+    run with ``data.holdout``, one that validates on the same held-out images."""
     folder = LINEAR_CONFIGS.get(dataset)
     if folder is None:
         return None
@@ -120,4 +121,5 @@ def linear_command(dataset: str) -> Optional[str]:
     main = Path(__file__).resolve().parents[2] / "main_linear.py"
     shown = os.path.relpath(main)  # as typed from the repo root; absolute from elsewhere
     shown = main if shown.startswith("..") else shown
-    return f"python {shown}{config_path} --config-name cjepa.yaml"
+    held_out = f" data.holdout={holdout}" if holdout else ""
+    return f"python {shown}{config_path} --config-name cjepa.yaml{held_out}"

@@ -12,13 +12,15 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from solo.methods.base import BaseMethod
+from solo.methods import METHODS
+from solo.methods.base import BaseMethod, BaseMomentumMethod
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.errors import ConfigError, exit_on_config_error, note
 from solo_cjepa.launch.checkpoints.loading import find_checkpoint, load_pretrained_backbone
 from solo_cjepa.launch.data.fashion_mnist import FashionMNIST
+from solo_cjepa.launch.data.holdout import holdout_of, scored_split
 from solo_cjepa.launch.data.loaders import classification_datasets, pretrain_eval_transform
 from solo_cjepa.launch.hardware import fast_bf16
 from solo_cjepa.monitors import effective_rank
@@ -32,6 +34,14 @@ def evaluated_encoder(method: str) -> str:
     """``target`` for JEPA methods, whose EMA target encoder is what I-JEPA evaluates; ``context``
     (solo's online ``backbone``, what its linear evaluation loads) for every other method."""
     return "target" if method in JEPA_METHODS else "context"
+
+
+def offline_encoders(method: str) -> Tuple[str, ...]:
+    """Every encoder of ``method``: ``target`` (the EMA ``momentum_backbone``) and ``context``
+    (solo's ``backbone``) for solo's momentum methods (cjepa, byol, ...), ``context`` alone for
+    the rest (vicreg, ...)."""
+    has_target = issubclass(METHODS[method], BaseMomentumMethod)
+    return ("target", "context") if has_target else ("context",)
 
 
 def flat_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -79,17 +89,18 @@ class WholeSetBatches:
 
 
 def eval_loaders(cfg: DictConfig, batch_size: int = 512) -> Tuple[Iterable, Iterable]:
-    """The whole train and validation sets of a pretraining cfg (``data.fraction`` ignored),
-    through its online validation's transform: training crop size and normalisation, no
-    augmentation. Fashion-MNIST, held in memory, is transformed batch by batch (a PIL image per
-    sample would take most of an evaluation's time)."""
+    """The whole train and validation sets of a pretraining cfg (``data.fraction`` ignored; with
+    ``data.holdout``, the training set without the held-out images and those images), through
+    its online validation's transform: training crop size and normalisation, no augmentation.
+    Fashion-MNIST, held in memory, is transformed batch by batch (a PIL image per sample would
+    take most of an evaluation's time)."""
     transform = pretrain_eval_transform(cfg)
     full = cfg.copy()
     full.data.fraction = -1.0
     if full.data.get("val_path") is None or full.data.get("no_labels", False):
         raise ConfigError(
             "the offline evaluation needs labelled data and a validation set: set data.val_path "
-            f"(and data.no_labels=False) for data.dataset={cfg.data.dataset!r}"
+            f"or data.holdout (and data.no_labels=False) for data.dataset={cfg.data.dataset!r}"
         )
     train, val = classification_datasets(full, transform, transform)
     if isinstance(train, FashionMNIST):
@@ -211,33 +222,57 @@ def evaluate_features(train: Labelled, val: Labelled, knn_k: int = 20) -> Dict[s
     }
 
 
-def evaluate_checkpoint(path: str, cfg: DictConfig, encoder: str = "target") -> Dict[str, float]:
-    """:func:`evaluate` on the ``encoder`` (``target``: what I-JEPA evaluates, or ``context``) of
-    checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data (a pretraining
-    cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``)."""
-    backbone = BaseMethod._BACKBONES[cfg.backbone.name](method=cfg.method, **cfg.backbone.kwargs)
-    load_pretrained_backbone(backbone, path, encoder)
-    return evaluate(backbone, eval_loaders(cfg))
+def evaluate_checkpoint(
+    path: str, cfg: DictConfig, encoders: Sequence[str] = ("target",)
+) -> Dict[str, Dict[str, float]]:
+    """:func:`evaluate` on each of the ``encoders`` (``target``: what I-JEPA evaluates, and/or
+    ``context``) of checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data
+    (a pretraining cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``), by encoder."""
+    loaders = eval_loaders(cfg)
+    scores = {}
+    for encoder in encoders:
+        backbone = BaseMethod._BACKBONES[cfg.backbone.name](
+            method=cfg.method, **cfg.backbone.kwargs
+        )
+        load_pretrained_backbone(backbone, path, encoder)
+        scores[encoder] = evaluate(backbone, loaders)
+    return scores
+
+
+def run_holdout(checkpoint: str) -> Optional[float]:
+    """The ``data.holdout`` that the run of ``checkpoint`` trained with (from its ``args.json``),
+    ``None`` for a checkpoint without one (an I-JEPA ``.pth.tar``)."""
+    args = Path(checkpoint).parent / "args.json"
+    return holdout_of(json.loads(args.read_text())["data"]) if args.is_file() else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--dataset] [--config] [-- overrides]``:
-    the comparison's config lookup, this module's evaluation, one JSON line."""
+    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--holdout] [--dataset] [--config]
+    [-- overrides]``: the comparison's config lookup, this module's evaluation, one JSON line."""
     from solo_cjepa.tools.compare.__main__ import split_overrides
     from solo_cjepa.tools.compare.configs import compose_run
 
     parser = argparse.ArgumentParser(
         prog="python -m solo_cjepa.evaluate",
-        description="Offline evaluation (logistic regression, kNN, effective rank) of one encoder "
-        "of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a shipped "
-        "pretraining config; hydra overrides of that config go after '--'.",
+        description="Offline evaluation (logistic regression, kNN, effective rank) of one or both "
+        "encoders of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a "
+        "shipped pretraining config; hydra overrides of that config go after '--'.",
     )
     parser.add_argument("checkpoint", help="a .ckpt, a run folder or an I-JEPA .pth.tar")
     parser.add_argument(
         "--encoder",
-        choices=("target", "context"),
+        choices=("target", "context", "both"),
         default="target",
-        help="target (EMA; what I-JEPA evaluates, the default) or context",
+        help="target (EMA; what I-JEPA evaluates, the default), context, or both (one JSON line "
+        "with each encoder's scores under its name)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        metavar="F",
+        help="data.holdout: fit on the training images but a class-stratified share F, and score "
+        "on that share instead of the test set (default: the run's own data.holdout, from the "
+        "args.json next to the checkpoint; else the config's)",
     )
     parser.add_argument(
         "--dataset", default="fashion-mnist", help="config folder scripts/pretrain/<dataset>"
@@ -246,10 +281,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     flags, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(flags)
     with exit_on_config_error():
-        cfg = compose_run(args.dataset, args.config, overrides)
         path = args.checkpoint
         if Path(path).is_dir():  # a run folder: its newest checkpoint
             path = str(find_checkpoint(path))
-        scores = evaluate_checkpoint(path, cfg, args.encoder)
-    print(json.dumps({"checkpoint": args.checkpoint, "encoder": args.encoder, **scores}))
+        trained = run_holdout(path)
+        holdout = trained if args.holdout is None else args.holdout
+        chosen = [] if holdout is None else [f"++data.holdout={holdout}"]
+        cfg = compose_run(args.dataset, args.config, [*chosen, *overrides])
+        if trained is not None and holdout_of(cfg.data) not in (0, trained):
+            note(
+                f"data.holdout={holdout_of(cfg.data)}, but the run held out "
+                f"data.holdout={trained}: some of the images scored on may be ones it trained on"
+            )
+        encoders = ("target", "context") if args.encoder == "both" else (args.encoder,)
+        scores = evaluate_checkpoint(path, cfg, encoders)
+    result = {
+        "checkpoint": args.checkpoint,
+        "encoder": args.encoder,
+        "split": scored_split(cfg.data),
+    }
+    # one encoder: its scores at the top level, as before "both" existed
+    print(json.dumps({**result, **(scores if args.encoder == "both" else scores[args.encoder])}))
     return 0

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.launch.data.holdout import FRACTION_SEED, stratified_sample
 
 NAME = "fashion-mnist"
 NUM_CLASSES = 10
@@ -89,12 +90,8 @@ class FashionMNIST(Dataset):
         """
         images, targets = load_arrays(path, train, download_dir)
         if 0 < fraction < 1:
-            from sklearn.model_selection import train_test_split
-
-            keep, _ = train_test_split(
-                np.arange(len(targets)), train_size=fraction, stratify=targets, random_state=42
-            )
-            images, targets = images[np.sort(keep)], targets[np.sort(keep)]
+            keep = stratified_sample(targets, fraction, FRACTION_SEED)
+            images, targets = images[keep], targets[keep]
         self.images = images
         self.targets = torch.from_numpy(targets.astype(np.int64))
         self.transform = transform

@@ -4,6 +4,7 @@ transforms for custom and ImageNet data are fixed at 224 px, which breaks small 
 """
 
 import contextlib
+from functools import partial
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,7 @@ from torchvision import transforms
 
 from solo_cjepa.errors import ConfigError, require
 from solo_cjepa.launch.data import fashion_mnist
+from solo_cjepa.launch.data.holdout import holdout_of, split_holdout
 from solo_cjepa.launch.data.images import FlatImageFolder, UnreadablePolicy
 
 IMAGE_FOLDERS = ("imagenet", "imagenet100", "custom")
@@ -74,10 +76,10 @@ def _data_errors(data: DictConfig) -> Iterator[None]:
         yield
     except ConfigError:
         raise
-    except ValueError as err:  # scikit-learn's stratified split behind data.fraction
+    except ValueError as err:  # scikit-learn's stratified splits behind data.fraction/holdout
         raise ConfigError(
-            f"data.fraction={data.fraction} leaves too few images of {data.dataset!r} for a "
-            f"subset with every class ({err})"
+            f"data.fraction={data.fraction} / data.holdout={holdout_of(data)} leave too few "
+            f"images of {data.dataset!r} for a subset with every class ({err})"
         ) from None
     except (OSError, RuntimeError) as err:  # missing files, or a failed CIFAR/STL download
         raise ConfigError(
@@ -107,8 +109,11 @@ def _flat_folder(data: DictConfig, transform: Callable) -> Dataset:
 
 
 def pretrain_dataset(cfg: DictConfig) -> Dataset:
-    """Training set yielding ``(index, [crops], target)``, crops as ``cfg.augmentations`` says."""
+    """Training set yielding ``(index, [crops], target)``, crops as ``cfg.augmentations`` says;
+    with ``data.holdout``, without the held-out images."""
     data = cfg.data
+    holdout = holdout_of(data)
+    fraction = -1.0 if holdout else data.fraction  # with a holdout: a fraction of what it leaves
     transform = FullTransformPipeline(
         [
             NCropAugmentation(build_transform_pipeline(data.dataset, aug), aug.num_crops)
@@ -118,7 +123,7 @@ def pretrain_dataset(cfg: DictConfig) -> Dataset:
     with _data_errors(data):
         if data.dataset == fashion_mnist.NAME:
             dataset = dataset_with_index(fashion_mnist.FashionMNIST)(
-                data.train_path, True, transform, data.download_dir, data.fraction
+                data.train_path, True, transform, data.download_dir, fraction
             )
         elif data.dataset == "custom" and data.no_labels:
             dataset = _flat_folder(data, transform)
@@ -129,47 +134,56 @@ def pretrain_dataset(cfg: DictConfig) -> Dataset:
                 train_data_path=data.train_path,
                 data_format=data.format,
                 no_labels=data.no_labels,
-                data_fraction=data.fraction,
+                data_fraction=fraction,
             )
+        if holdout:
+            dataset, _ = split_holdout(dataset, holdout, data.fraction)
     return _read_policy(dataset, data, "data.train_path")
 
 
 def classification_datasets(
     cfg: DictConfig, train_transform: Callable, val_transform: Callable
 ) -> Tuple[Dataset, Dataset]:
-    """Labelled train and validation sets of ``cfg.data`` (image folders in place of DALI)."""
+    """Labelled train and validation sets of ``cfg.data`` (image folders in place of DALI); with
+    ``data.holdout``, the validation set is the held-out training images and the training set
+    the rest, and ``data.val_path`` is not read."""
     data = cfg.data
+    holdout = holdout_of(data)
+    fraction = -1.0 if holdout else data.fraction  # with a holdout: a fraction of what it leaves
     with _data_errors(data):
         if data.dataset == fashion_mnist.NAME:
-            train, val = (
-                fashion_mnist.FashionMNIST(path, is_train, transform, data.download_dir, fraction)
-                for path, is_train, transform, fraction in (
-                    (data.train_path, True, train_transform, data.fraction),
-                    (data.val_path, False, val_transform, -1.0),
-                )
-            )
+            read = partial(fashion_mnist.FashionMNIST, download_dir=data.download_dir)
+            train = read(data.train_path, True, train_transform, fraction=fraction)
+            val = None if holdout else read(data.val_path, False, val_transform)
         else:
             train, val = classification_dataloader.prepare_datasets(
                 data.dataset,
                 train_transform,
                 val_transform,
                 train_data_path=data.train_path,
-                val_data_path=data.val_path,
+                # solo builds a validation set in any case: with a holdout, from the training
+                # path (CIFAR's test batch, a second scan of an image folder) and then dropped
+                val_data_path=data.train_path if holdout else data.val_path,
                 data_format="image_folder" if data.format == "dali" else data.format,
-                data_fraction=data.fraction,
+                data_fraction=fraction,
             )
-    return _read_policy(train, data, "data.train_path"), _read_policy(val, data, "data.val_path")
+        if holdout:
+            train, val = split_holdout(train, holdout, data.fraction, val_transform)
+    val_key = "data.train_path" if holdout else "data.val_path"
+    return _read_policy(train, data, "data.train_path"), _read_policy(val, data, val_key)
 
 
 def require_full_batch(cfg: DictConfig, num_images: int) -> None:
     """Training drops the last, incomplete batch of every process, so a training set smaller than
     one batch per process would train zero steps and exit as if it had succeeded."""
     processes = len(cfg.devices) * cfg.num_nodes
-    fraction = f" (data.fraction={cfg.data.fraction})" if 0 < cfg.data.fraction < 1 else ""
+    subset = [f"data.fraction={cfg.data.fraction}"] if 0 < cfg.data.fraction < 1 else []
+    subset += [f"data.holdout={holdout_of(cfg.data)}"] if holdout_of(cfg.data) else []
+    subset = f" ({', '.join(subset)})" if subset else ""
     require(
         num_images // processes >= cfg.optimizer.batch_size,
         f"optimizer.batch_size={cfg.optimizer.batch_size} is more than the {num_images} training "
-        f"images{fraction} give each of {processes} process(es): no full batch to train on; "
+        f"images{subset} give each of {processes} process(es): no full batch to train on; "
         "lower optimizer.batch_size or use more images",
     )
 
@@ -183,8 +197,9 @@ def pretrain_eval_transform(cfg: DictConfig) -> Callable:
 
 
 def pretrain_val_loader(cfg: DictConfig) -> Optional[DataLoader]:
-    """Loader for the online classifiers' validation, at the size of the training crops; ``None``
-    where solo-learn has none (image folders without ``val_path``, unlabelled custom data)."""
+    """Loader for the online classifiers' validation, at the size of the training crops (with
+    ``data.holdout``: on the held-out training images); ``None`` where solo-learn has none (image
+    folders without ``val_path``, unlabelled custom data)."""
     data = cfg.data
     if data.dataset in IMAGE_FOLDERS and (data.val_path is None or data.no_labels):
         return None

@@ -46,13 +46,14 @@ def build_report(out: Path, extra_settings=None) -> Report:
     report.pairs = [pair for pair in PAIRED_DIFFERENCES if all(name in names for name in pair)]
     floors = load_floors(out)
     report.rows += floors
-    # Per-seed untrained ViTs: what each seed's runs of the same encoder started from
+    # Per-seed untrained ViTs: what each seed's runs of the method they were built for started
+    # from (another method builds its ViT otherwise, e.g. without C-JEPA's fixed positions)
     for floor in entries([row for row in floors if row.get("seed") is not None]):
-        encoder = next(row.get("encoder") for row in floors if row["method"] == floor)
+        method = next(row.get("ssl_method") for row in floors if row["method"] == floor)
         report.pairs += [
             (name, floor)
             for name, runs in names.items()
-            if any(row.get("encoder") == encoder for row in runs)
+            if method is not None and any(row.get("ssl_method") == method for row in runs)
         ]
     grouped = {}
     for name, rows in curves:

@@ -17,13 +17,21 @@ from omegaconf import DictConfig
 
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method
+from solo_cjepa.launch.data.holdout import scored_split
 from solo_cjepa.launch.run import build_method
 from solo_cjepa.tools.compare.collect import build_report, rebuild
 from solo_cjepa.tools.compare.configs import compose_run, config_dir
 from solo_cjepa.tools.compare.launchers import Job, Launcher, dispatch
 from solo_cjepa.tools.compare.presets import folder_name, with_seeds
 from solo_cjepa.tools.compare.records import save_floors, save_outcome, save_plan
-from solo_cjepa.tools.compare.report import Report, run_row, write_report
+from solo_cjepa.tools.compare.report import (
+    ENCODERS,
+    Report,
+    encoder_numbers,
+    floor_numbers,
+    run_row,
+    write_report,
+)
 from solo_cjepa.tools.compare.runner import (
     ProgressLine,
     RunOutcome,
@@ -32,7 +40,7 @@ from solo_cjepa.tools.compare.runner import (
     format_duration,
     run,
 )
-from solo_cjepa.tools.offline_eval import eval_loaders, evaluate, evaluated_encoder, flat_pixels
+from solo_cjepa.tools.offline_eval import eval_loaders, evaluate, flat_pixels, offline_encoders
 
 # Every run: a CSV log and a checkpoint in its own folder, online kNN on, no sanity validation
 # (it costs time and measures nothing), no progress bar in the log file.
@@ -50,7 +58,7 @@ COMMON_OVERRIDES = (
 # --total-minutes: what a run costs besides its training budget, in units of the random-init
 # floor's measured evaluation: startup, the validation Lightning runs after max_time (measured at
 # up to half an offline evaluation: two encoders and the kNN on the validation set) and the run's
-# own offline evaluation; plus a safety margin on the whole.
+# own offline evaluation of each of its encoders; plus a safety margin on the whole.
 STARTUP_S = 45.0
 FINAL_VALIDATION_SHARE = 0.5
 SAFETY = 0.92
@@ -71,11 +79,15 @@ class Plan:
     command: str = ""
 
 
-def per_run_minutes(total_minutes: float, elapsed_s: float, eval_s: float, runs: int) -> float:
-    """The equal training budget (``max_time``) that fits ``runs`` runs into what is left of
-    ``total_minutes``, each also costing startup, a final validation and an evaluation."""
-    per_run_overhead = STARTUP_S + (1 + FINAL_VALIDATION_SHARE) * eval_s
-    left = total_minutes * 60 * SAFETY - elapsed_s - runs * per_run_overhead
+def per_run_minutes(
+    total_minutes: float, elapsed_s: float, eval_s: float, encoders: Sequence[int]
+) -> float:
+    """The equal training budget (``max_time``) that fits one run per entry of ``encoders`` into
+    what is left of ``total_minutes``, each also costing startup, a final validation and an
+    evaluation of each of its ``encoders[i]`` encoders."""
+    runs = len(encoders)
+    overhead = sum(STARTUP_S + (n + FINAL_VALIDATION_SHARE) * eval_s for n in encoders)
+    left = total_minutes * 60 * SAFETY - elapsed_s - overhead
     if left < 60 * runs:
         raise ConfigError(
             f"--total-minutes {total_minutes:g} leaves {max(left, 0) / 60:.1f} min to train {runs} "
@@ -86,10 +98,14 @@ def per_run_minutes(total_minutes: float, elapsed_s: float, eval_s: float, runs:
 
 
 def _scores(numbers: Dict[str, object]) -> str:
-    if "offline_logreg_top1" not in numbers:
-        return ""
-    logreg, knn = numbers["offline_logreg_top1"], numbers["offline_knn_top1"]
-    return f"offline logreg {logreg:.1f} / kNN {knn:.1f}"
+    """Each encoder's offline top-1s, once for encoders with the same numbers (a floor's)."""
+    encoders_of: Dict[str, List[str]] = {}
+    for e in ENCODERS:
+        if f"offline_logreg_top1_{e}" in numbers:
+            logreg, knn = numbers[f"offline_logreg_top1_{e}"], numbers[f"offline_knn_top1_{e}"]
+            encoders_of.setdefault(f"{logreg:.1f} / {knn:.1f}", []).append(e)
+    scores = [f"{top1} ({', '.join(encoders)})" for top1, encoders in encoders_of.items()]
+    return f"offline logreg / kNN {'; '.join(scores)}" if scores else ""
 
 
 def _timed_evaluation(features, loaders) -> Tuple[Dict[str, float], float]:
@@ -103,20 +119,24 @@ def _floors(
 ) -> Tuple[List[Dict[str, object]], Optional[float]]:
     """Rows for raw pixels and the untrained ViT of the first run's config, and the seconds one
     ViT evaluation took. The ViT has the initial weights of that run (same seed as its launcher);
-    with ``seeds``, one row per seed: each seed's runs start from that seed's untrained ViT."""
-    encoder = evaluated_encoder(cfg.method)
+    with ``seeds``, one row per seed: each seed's runs start from that seed's untrained ViT. A
+    floor's numbers count for both encoders."""
     name = f"random init ({cfg.backbone.name})"
+    split = scored_split(cfg.data)
     try:
         loaders = eval_loaders(cfg)
         pixels, pixel_s = _timed_evaluation(flat_pixels, loaders)
-        rows = [run_row("raw pixels", "floor", pixel_s, encoder="pixels", **pixels)]
+        rows = [run_row("raw pixels", "floor", pixel_s, split=split, **floor_numbers(pixels))]
         for seed in seeds or [None]:
             seeded = cfg.copy()
             seeded.seed = cfg.seed if seed is None else seed
             torch.manual_seed(seeded.seed)
-            untrained = encoder_of(build_method(seeded), encoder)
+            # a momentum method's target encoder starts as a copy of the context encoder, so
+            # one evaluation is the floor of both
+            untrained = encoder_of(build_method(seeded), "context")
             random_init, eval_s = _timed_evaluation(untrained, loaders)
-            rows.append(run_row(name, "floor", eval_s, seed, encoder=encoder, **random_init))
+            numbers = {"ssl_method": cfg.method, "split": split, **floor_numbers(random_init)}
+            rows.append(run_row(name, "floor", eval_s, seed, **numbers))
     except Exception as err:  # a floor must not stop the comparison
         failed = f"failed: {type(err).__name__}: {err}"
         return [run_row("raw pixels", failed, None), run_row("random init", failed, None)], None
@@ -124,11 +144,16 @@ def _floors(
 
 
 def _offline(run_dir: Path) -> Dict[str, object]:
+    """The run's record of its offline evaluation: every encoder's numbers, the method that
+    trained it (which random-init floor it started from) and the split they were scored on."""
     model, cfg = load_method(run_dir)
-    encoder = evaluated_encoder(cfg.method)
     if torch.cuda.is_available():
         model = model.cuda()
-    return {"encoder": encoder, **evaluate(encoder_of(model, encoder), eval_loaders(cfg))}
+    loaders = eval_loaders(cfg)
+    numbers = {"ssl_method": cfg.method, "split": scored_split(cfg.data)}
+    for encoder in offline_encoders(cfg.method):
+        numbers.update(encoder_numbers(encoder, evaluate(encoder_of(model, encoder), loaders)))
+    return numbers
 
 
 def execute(job: Job, line: ProgressLine) -> RunOutcome:
@@ -220,7 +245,8 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
             raise ConfigError(
                 "--total-minutes needs the random-init evaluation, which failed above"
             )
-        minutes = per_run_minutes(plan.total_minutes, time.monotonic() - start, eval_s, len(specs))
+        encoders = [len(offline_encoders(cfg.method)) for cfg in cfgs]
+        minutes = per_run_minutes(plan.total_minutes, time.monotonic() - start, eval_s, encoders)
         print(f"[budget] {minutes:.2f} min of training per run", file=stream, flush=True)
     save_plan(plan.out, plan.title, _settings(plan, minutes), specs)
     for folder in folders:  # running again into DIR replaces its runs

@@ -1,6 +1,7 @@
 """What a comparison leaves on disk for its report: ``plan.json`` (the runs asked for and the
 settings), ``floors.json`` and one ``run.json`` per finished run in its folder. The report is
-rebuilt from these alone, whichever launcher ran the runs and whether or not they all finished.
+rebuilt from these alone, whichever launcher ran the runs and whether or not they all finished;
+records of earlier versions are read as this one writes them.
 """
 
 import json
@@ -11,6 +12,7 @@ from typing import Any, Dict, List, Sequence
 
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.tools.compare.presets import folder_name
+from solo_cjepa.tools.compare.report import OFFLINE_METRICS, encoder_numbers, floor_numbers
 from solo_cjepa.tools.compare.runner import RunOutcome, RunSpec
 
 PLAN, FLOORS, RUN = "plan.json", "floors.json", "run.json"
@@ -45,11 +47,30 @@ def save_floors(out: Path, rows: List[Dict[str, object]]) -> None:
     _write_json(out / FLOORS, rows)
 
 
+def upgraded(numbers: Dict[str, Any], floor: bool = False) -> Dict[str, Any]:
+    """A record's offline numbers as this version writes them. Records from before both encoders
+    were evaluated hold one encoder's numbers, named by ``encoder``: they become that encoder's
+    (a floor's: both encoders', as floors are written now), and ``target``, which only cjepa
+    runs were evaluated on then, marks a cjepa run. Records from before ``data.holdout`` were
+    scored on the test set."""
+    if not any(metric in numbers for metric, _ in OFFLINE_METRICS):
+        return numbers  # this version's, or no offline numbers
+    old = dict(numbers)
+    encoder = old.pop("encoder", "target")
+    scores = {metric: old.pop(metric) for metric, _ in OFFLINE_METRICS if metric in old}
+    new = {**old, **(floor_numbers(scores) if floor else encoder_numbers(encoder, scores))}
+    new.setdefault("split", "test")
+    if encoder == "target":
+        new.setdefault("ssl_method", "cjepa")
+    return new
+
+
 def load_floors(out: Path) -> List[Dict[str, object]]:
     try:
-        return json.loads((out / FLOORS).read_text())
+        rows = json.loads((out / FLOORS).read_text())
     except (OSError, ValueError):
         return []
+    return [upgraded(row, floor=True) for row in rows]
 
 
 def save_outcome(folder: Path, outcome: RunOutcome) -> None:
@@ -81,5 +102,5 @@ def load_outcome(out: Path, spec: RunSpec) -> RunOutcome:
         run_dir=path(record["run_dir"]),
         log_path=path(record["log_path"]),
         error=record["error"],
-        offline=record["offline"],
+        offline=upgraded(record["offline"]),
     )

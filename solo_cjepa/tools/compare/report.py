@@ -1,6 +1,7 @@
 """The comparison table, as ``report.csv`` (one row per run and per floor, raw numbers, and with
 several seeds each entry's mean, std and 95 % confidence interval) and as ``report.md`` (rounded,
-mean ± interval, the paired differences, the protocol, failures and figures).
+mean ± interval: the runs, the offline evaluation of each encoder, the paired differences, the
+protocol, failures and figures).
 """
 
 import csv
@@ -11,9 +12,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from solo_cjepa.tools.compare.runner import format_duration
 from solo_cjepa.tools.compare.stats import Summary, paired_difference, summarise
 
+# The offline evaluation's numbers, one set per encoder: a row holds ``<metric>_<encoder>``.
+ENCODERS = ("target", "context")
+OFFLINE_METRICS = (
+    ("offline_logreg_top1", "offline logreg top-1"),
+    ("offline_knn_top1", "offline kNN top-1"),
+    ("feature_rank", "effective rank"),
+)
+# offline key -> (metric, encoder)
+OFFLINE_KEYS = {f"{m}_{e}": (m, e) for e in ENCODERS for m, _ in OFFLINE_METRICS}
+
 # (csv column, markdown header, digits); None digits: text
-COLUMNS = (
-    ("method", "method", None),
+METHOD, STATUS = ("method", "method", None), ("status", "status", None)
+RUN_COLUMNS = (
+    METHOD,
     ("epochs", "epochs", 2),
     ("wall_time_s", "wall time", "duration"),
     ("images_per_s", "train img/s", 0),
@@ -21,24 +33,36 @@ COLUMNS = (
     ("online_linear_top1", "online linear top-1", 1),
     ("online_linear_top1_target", "online linear top-1, target enc.", 1),
     ("online_knn_top1", "online kNN top-1", 1),
-    ("offline_logreg_top1", "offline logreg top-1", 1),
-    ("offline_knn_top1", "offline kNN top-1", 1),
-    ("feature_rank", "effective rank", 1),
-    ("encoder", "offline encoder", None),
-    ("status", "status", None),
+    STATUS,
 )
+# grouped by encoder: "target: offline logreg top-1", ..., "context: offline logreg top-1", ...
+OFFLINE_COLUMNS = (
+    METHOD,
+    *((f"{m}_{e}", f"{e}: {header}", 1) for e in ENCODERS for m, header in OFFLINE_METRICS),
+    ("split", "offline split", None),
+)
+COLUMNS = (*RUN_COLUMNS[:-1], *OFFLINE_COLUMNS[1:], STATUS)
 NUMBERS = tuple(key for key, _, digits in COLUMNS if digits is not None)
 # what the paired difference is taken of
 ACCURACIES = (
-    "offline_logreg_top1",
-    "offline_knn_top1",
+    *OFFLINE_KEYS,
     "online_linear_top1",
     "online_linear_top1_target",
     "online_knn_top1",
-    "feature_rank",
 )
 CSV_COLUMNS = ("method", "seed", *(key for key, _, _ in COLUMNS[1:]))
 OK = ("ok", "floor")
+
+
+def encoder_numbers(encoder: str, scores: Dict[str, float]) -> Dict[str, float]:
+    """An offline evaluation's ``scores`` as the numbers of ``encoder`` in a row."""
+    return {f"{m}_{encoder}": scores[m] for m, _ in OFFLINE_METRICS if m in scores}
+
+
+def floor_numbers(scores: Dict[str, float]) -> Dict[str, float]:
+    """A floor's scores as the numbers of both encoders: it is a floor to either (an untrained
+    ViT's two encoders are one network)."""
+    return {k: v for encoder in ENCODERS for k, v in encoder_numbers(encoder, scores).items()}
 
 
 @dataclass
@@ -95,16 +119,16 @@ def _status(runs: Sequence[Dict[str, object]]) -> str:
     return f"{ok}/{len(runs)} ok" if ok < len(runs) else f"{len(runs)} seeds"
 
 
-def markdown_table(rows: Sequence[Dict[str, object]]) -> str:
-    """One line per entry: its value, or with several seeds mean ± 95 % interval."""
+def markdown_table(rows: Sequence[Dict[str, object]], columns: Sequence[Tuple] = COLUMNS) -> str:
+    """One line per entry: its ``columns``' values, or with several seeds mean ± 95 % interval."""
     lines = [
-        "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
     for name, runs in entries(rows).items():
         numbers = summaries(runs)
         cells = []
-        for key, _, digits in COLUMNS:
+        for key, _, digits in columns:
             if key == "method":
                 cells.append(name)
             elif key == "status":
@@ -118,7 +142,7 @@ def markdown_table(rows: Sequence[Dict[str, object]]) -> str:
 
 
 def per_seed_table(rows: Sequence[Dict[str, object]]) -> str:
-    keys = [c for c in COLUMNS if c[0] not in ("encoder",)]
+    keys = [c for c in COLUMNS if c[0] != "split"]
     lines = [
         "| " + " | ".join(["method", "seed", *(h for _, h, _ in keys[1:])]) + " |",
         "|" + "|".join("---" for _ in range(len(keys) + 1)) + "|",
@@ -140,13 +164,35 @@ def _by_seed(runs: Sequence[Dict[str, object]], key: str) -> Dict[int, float]:
     }
 
 
+def _encoders_of(runs: Sequence[Dict[str, object]]) -> List[str]:
+    """The encoders an entry's runs have offline numbers of."""
+    have = {
+        OFFLINE_KEYS[k][1] for row in runs for k in OFFLINE_KEYS if row.get(k) not in (None, "")
+    }
+    return [e for e in ENCODERS if e in have]
+
+
+def stand_in(runs: Sequence[Dict[str, object]], key: str) -> str:
+    """The key of ``runs``' numbers that a paired difference in ``key`` uses: ``key`` itself, or
+    for an entry evaluated on one encoder (VICReg), that encoder's number of the same metric,
+    which stands in for the encoder it lacks."""
+    encoders = _encoders_of(runs)
+    if key not in OFFLINE_KEYS or len(encoders) != 1:
+        return key
+    return f"{OFFLINE_KEYS[key][0]}_{encoders[0]}"
+
+
 def differences(
     rows: Sequence[Dict[str, object]], pair: Tuple[str, str]
 ) -> Dict[str, Optional[Summary]]:
-    """Per accuracy metric, the paired (same seed) difference ``pair[0] - pair[1]``."""
+    """Per accuracy metric (offline: per encoder of ``pair[0]``), the paired (same seed)
+    difference ``pair[0] - pair[1]``; :func:`stand_in` gives ``pair[1]``'s number."""
     grouped = entries(rows)
     a, b = grouped.get(pair[0], []), grouped.get(pair[1], [])
-    return {key: paired_difference(_by_seed(a, key), _by_seed(b, key)) for key in ACCURACIES}
+    return {
+        key: paired_difference(_by_seed(a, key), _by_seed(b, stand_in(b, key)))
+        for key in ACCURACIES
+    }
 
 
 def _verdict(summary: Summary) -> str:
@@ -167,6 +213,7 @@ def differences_section(rows: Sequence[Dict[str, object]], pair: Tuple[str, str]
         f"## Paired difference {pair[0]} − {pair[1]}",
         "",
         "Same seeds, per seed difference; mean, std and Student-t 95 % interval over seeds.",
+        *_stand_in_note(rows, pair, found),
         "",
         "| metric | seeds | mean difference | std | 95 % interval | |",
         "|---|---|---|---|---|---|",
@@ -178,6 +225,17 @@ def differences_section(rows: Sequence[Dict[str, object]], pair: Tuple[str, str]
             f"| {headers[key]} | {s.n} | {s.mean:+.2f} | {std} | {interval} | {_verdict(s)} |"
         )
     return [*lines, ""]
+
+
+def _stand_in_note(
+    rows: Sequence[Dict[str, object]], pair: Tuple[str, str], found: Dict[str, Summary]
+) -> List[str]:
+    runs = entries(rows).get(pair[1], [])
+    lacked = sorted({OFFLINE_KEYS[key][1] for key in found if stand_in(runs, key) != key})
+    if not lacked:
+        return []
+    (encoder,) = _encoders_of(runs)
+    return ["", f"{pair[1]} has one encoder ({encoder}): the {lacked[0]} rows compare with it."]
 
 
 def csv_rows(report: Report) -> List[Dict[str, object]]:
@@ -204,6 +262,12 @@ def csv_rows(report: Report) -> List[Dict[str, object]]:
 _STAT_NAMES = {"mean": "mean", "std": "std", "low": "ci95_low", "high": "ci95_high"}
 
 
+OFFLINE_INTRO = (
+    "Frozen features of each encoder a run has, fitted on the training set and scored on the "
+    "*offline split*: **target**, the EMA encoder, and **context**, the online encoder (see the "
+    "protocol below); a floor's numbers serve both."
+)
+
 PROTOCOL = """\
 - **online linear / kNN top-1**: solo-learn's online probes, trained and scored during
   pretraining on the full validation set at each epoch end (last value shown). They read solo's
@@ -213,12 +277,15 @@ PROTOCOL = """\
   numbers come from validations that closed a whole epoch: the one after a mid-epoch time stop
   would score against a bank of the few batches since the last epoch end.
 - **offline logreg / kNN top-1**: frozen mean-pooled ViT tokens of the whole train and validation
-  sets (validation transform, no augmentation); multinomial logistic regression on standardised
-  features (scikit-learn's objective, C = 1, full-batch L-BFGS stopped as scikit-learn's lbfgs
-  at 100 iterations or a gradient below 1e-4) and cosine kNN (k = 20, distance-weighted), both in
-  torch on the run's device. The encoder is the
-  EMA *target* encoder for the JEPA methods, as I-JEPA evaluates, and solo's online `backbone`
-  (what `main_linear.py` loads) for the others.
+  sets (validation transform, no augmentation); the *offline split* column says which validation
+  set: `test`, the dataset's own, or `holdout`, the training images that `data.holdout` held out
+  by class (the same for every run), the training set then being the rest; multinomial
+  logistic regression on standardised features (scikit-learn's objective, C = 1, full-batch
+  L-BFGS stopped as scikit-learn's lbfgs at 100 iterations or a gradient below 1e-4) and cosine
+  kNN (k = 20, distance-weighted), both in torch on the run's device. Every encoder a run has is
+  evaluated: *target*, the EMA encoder (`momentum_backbone`; C-JEPA's and I-JEPA's, the one
+  I-JEPA evaluates; BYOL's momentum encoder), and *context*, solo's online `backbone` (what
+  `main_linear.py` loads; VICReg's only encoder).
 - **effective rank**: RankMe (exp of the entropy of the normalised singular values) of the
   validation features used offline; **peak mem**: the training process's peak RSS (CUDA: peak
   allocated GPU memory); **train img/s**: images (not crops) per second of training batches,
@@ -226,7 +293,9 @@ PROTOCOL = """\
   (floors: their evaluation).
 - **floors**: *raw pixels* = the same offline evaluation on the normalised input pixels;
   *random init* = the same ViT, untrained (the first run's initial weights; with `--seeds`, one
-  per seed, and each entry evaluated on the same encoder gets its paired difference to it).
+  per seed). An untrained ViT's target encoder is a copy of its context encoder, so one
+  evaluation gives both columns; each entry of the first run's method (the same initial
+  weights) gets its paired difference to it, per encoder.
 - **figures**: accuracies against epochs and against wall-clock since training started; each
   run's self-supervised loss terms; the collapse monitors, std and effective rank of the
   evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps
@@ -238,8 +307,9 @@ PROTOCOL = """\
   row and the mean, std and interval. A paired difference (C-JEPA − I-JEPA; with the
   ablation also both terms − var/cov only and invariance only − I-JEPA; C-JEPA − VICReg and
   − BYOL when they ran) is taken seed by seed (same seed: same data order and augmentations,
-  for the ablation's entries also the same masks and initial weights) and gets the same
-  interval for its mean.
+  for the ablation's entries also the same masks and initial weights), per encoder of the
+  first entry, and gets the same interval for its mean; a second entry with one encoder
+  (VICReg) is compared through that encoder for both.
 """
 
 
@@ -253,7 +323,9 @@ def write_report(report: Report, out: Path) -> None:
 
     parts = [f"# {report.title}", ""]
     parts += [f"- **{key}**: {value}" for key, value in report.settings.items()]
-    parts += ["", markdown_table(report.rows), ""]
+    parts += ["", markdown_table(report.rows, RUN_COLUMNS), ""]
+    parts += ["## Offline evaluation", "", OFFLINE_INTRO, ""]
+    parts += [markdown_table(report.rows, OFFLINE_COLUMNS), ""]
     for pair in report.pairs:
         parts += differences_section(report.rows, pair)
     if any(row.get("seed") is not None for row in report.rows):
