@@ -159,6 +159,14 @@ def test_bad_holdout_names_the_setting(config, overrides, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_too_small_a_holdout_names_the_setting(tmp_path):
+    train = image_folder(tmp_path / "train", num_classes=5, per_class=2, size=32)
+    overrides = [f"data.train_path={train}", "data.holdout=0.2", "data.num_workers=0"]
+    cfg = prepare_pretrain_cfg(compose_config("pretrain", "custom", "cjepa", overrides))
+    with pytest.raises(ConfigError, match="data.holdout=0.2 leaves too few images of 'custom'"):
+        pretrain_val_loader(cfg)  # 2 of 10 images cannot hold out one of each of 5 classes
+
+
 def test_pretraining_validates_on_the_held_out_training_images(tmp_path, capsys):
     folder, images, _ = training_only_fashion_mnist(tmp_path / "fmnist", per_class=(40,) * 10)
     seen = {}

@@ -5,7 +5,7 @@ transforms for custom and ImageNet data are fixed at 224 px, which breaks small 
 
 import contextlib
 from functools import partial
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 from solo.data import classification_dataloader, pretrain_dataloader
@@ -69,6 +69,12 @@ def linear_train_transform(size: int, normalize: Callable) -> Callable:
     )
 
 
+def _subsets(data: DictConfig) -> List[str]:
+    """``key=value`` of the settings that train on a part of the training images."""
+    fraction = [f"data.fraction={data.fraction}"] if 0 < data.fraction < 1 else []
+    return fraction + ([f"data.holdout={holdout_of(data)}"] if holdout_of(data) else [])
+
+
 @contextlib.contextmanager
 def _data_errors(data: DictConfig) -> Iterator[None]:
     """Turns the errors of building a dataset into ConfigErrors naming the keys at fault."""
@@ -77,9 +83,10 @@ def _data_errors(data: DictConfig) -> Iterator[None]:
     except ConfigError:
         raise
     except ValueError as err:  # scikit-learn's stratified splits behind data.fraction/holdout
+        subsets = _subsets(data) or [f"data.fraction={data.fraction}"]
         raise ConfigError(
-            f"data.fraction={data.fraction} / data.holdout={holdout_of(data)} leave too few "
-            f"images of {data.dataset!r} for a subset with every class ({err})"
+            f"{' and '.join(subsets)} {'leaves' if len(subsets) == 1 else 'leave'} too few images "
+            f"of {data.dataset!r} for a subset with every class ({err})"
         ) from None
     except (OSError, RuntimeError) as err:  # missing files, or a failed CIFAR/STL download
         raise ConfigError(
@@ -177,9 +184,7 @@ def require_full_batch(cfg: DictConfig, num_images: int) -> None:
     """Training drops the last, incomplete batch of every process, so a training set smaller than
     one batch per process would train zero steps and exit as if it had succeeded."""
     processes = len(cfg.devices) * cfg.num_nodes
-    subset = [f"data.fraction={cfg.data.fraction}"] if 0 < cfg.data.fraction < 1 else []
-    subset += [f"data.holdout={holdout_of(cfg.data)}"] if holdout_of(cfg.data) else []
-    subset = f" ({', '.join(subset)})" if subset else ""
+    subset = f" ({', '.join(_subsets(cfg.data))})" if _subsets(cfg.data) else ""
     require(
         num_images // processes >= cfg.optimizer.batch_size,
         f"optimizer.batch_size={cfg.optimizer.batch_size} is more than the {num_images} training "
