@@ -216,7 +216,7 @@ def test_solo_methods_train_on_batched_crops(tmp_path, data_dir, method):
         data_dir,
         method,
         "augmentations=ijepa.yaml",
-        "+data.batched_augmentations=True",
+        "data.batched_augmentations=True",
         edit=_two_batchable_views,
     )
     assert isinstance(trainer.train_dataloader.dataset, RawBatches)
