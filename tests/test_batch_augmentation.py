@@ -9,6 +9,7 @@ import pytest
 import torch
 from cjepa_helpers import REPO, compose_config, fashion_mnist_dir, fast_overrides
 from lightning.pytorch import Callback
+from lightning.pytorch.plugins.precision import DoublePrecisionPlugin, PrecisionPlugin
 from lightning.pytorch.utilities.data import _update_dataloader
 from omegaconf import OmegaConf
 from solo.data.pretrain_dataloader import (
@@ -70,8 +71,9 @@ def data_dir(tmp_path_factory):
     return fashion_mnist_dir(tmp_path_factory.mktemp("fashion-mnist"))
 
 
-def _trainer(rank: int = 0, epoch: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(global_rank=rank, current_epoch=epoch)
+def _trainer(rank: int = 0, epoch: int = 0, precision=None) -> SimpleNamespace:
+    precision = precision or PrecisionPlugin()
+    return SimpleNamespace(global_rank=rank, current_epoch=epoch, precision_plugin=precision)
 
 
 def _batched(dataset, indices, augs, seed=0, batch_idx=0, **trainer):
@@ -121,6 +123,13 @@ def test_crops_are_a_function_of_seed_rank_epoch_and_step(data_dir):
     assert torch.equal(reference, crops())
     for changed in ({"seed": 1}, {"batch_idx": 1}, {"epoch": 1}, {"rank": 1}):
         assert not torch.allclose(reference, crops(**changed)), changed
+
+
+def test_crops_get_the_dtype_of_the_run_precision(data_dir):
+    dataset = FashionMNIST(data_dir, True)
+    augs = _augmentations("ijepa")
+    batch = _batched(dataset, list(range(4)), augs, precision=DoublePrecisionPlugin())
+    assert batch[1][0].dtype == torch.float64 and batch[2].dtype == torch.int64
 
 
 def test_raw_batches_under_lightning_distributed_sampler(data_dir):

@@ -102,7 +102,8 @@ class BatchAugmentation(pl.Callback):
         seed = mix_seed(
             self.seed, trainer.global_rank, trainer.current_epoch, batch_idx, AUGMENTATION_STREAM
         )
-        batch[1] = self.augment(batch[1], seed)
+        # the dtype Lightning gives solo's float crops (float64 for 64-true, half for 16-true)
+        batch[1] = trainer.precision_plugin.convert_input(self.augment(batch[1], seed))
 
 
 def batch_augmentation(cfg: DictConfig, dataset: Dataset) -> Optional[BatchAugmentation]:
