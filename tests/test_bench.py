@@ -6,10 +6,12 @@ import re
 import pytest
 import torch
 import yaml
+from cjepa_helpers import fashion_mnist_dir
 
 from bench import __main__ as bench_all
 from bench import compile as bench_compile
 from bench import fastpaths, flops, gpu, masks, profile_step
+from bench import loop as bench_loop
 from bench.masks import IJEPAMaskLoop
 from bench.memory import PeakMemory
 from bench.methods import RECIPES, build, parse_spec
@@ -136,6 +138,17 @@ def test_gpu_benchmark_runs_on_a_tiny_cpu_config(capsys, one_thread):
     )
     out = capsys.readouterr().out
     assert_figures(out, "TFLOP/s", "of peak", "syncs", "x vicreg", "DALI pipeline")
+
+
+def test_loop_benchmark_runs_on_a_tiny_config(tmp_path, capsys, one_thread):
+    data = fashion_mnist_dir(tmp_path)
+    bench_loop.main(
+        "--backbone vit_nano --batch-size 8 --steps 2 --warmup 1 --".split()
+        + [f"data.train_path={data}", f"data.val_path={data}", "data.num_workers=0"]
+    )
+    out = capsys.readouterr().out
+    assert_figures(out, "bare step", "per-image PIL loader, 0 workers", "batched augmentations")
+    assert re.search(r"batched augmentation \(callback\) +- +\d+\.\d", out), out
 
 
 @pytest.mark.parametrize("layout", ["repeat", "single"])

@@ -136,6 +136,7 @@ PRETRAIN_TYPES = {
     "momentum.final_tau": Number(0, 1, optional=True),
     "momentum.classifier": FLAG,
     "momentum.memory_max_share": Number(0, 1, strict=True, optional=True),
+    "data.batched_augmentations": FLAG,
     "scheduler.warmup_max_share": Number(0, 1, optional=True),
 }
 AUGMENTATION_TYPES = {

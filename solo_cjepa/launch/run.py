@@ -39,12 +39,14 @@ from solo_cjepa.launch.checkpoints.loading import (
     read_checkpoint,
 )
 from solo_cjepa.launch.config_checks import check_linear_cfg, check_pretrain_cfg
+from solo_cjepa.launch.data.batch_augmentation import batch_augmentation
 from solo_cjepa.launch.data.loaders import (
     linear_loaders,
     pretrain_dataset,
     pretrain_val_loader,
     require_full_batch,
 )
+from solo_cjepa.launch.data.raw_batches import RawBatches, raw_batch_loader
 from solo_cjepa.launch.epoch_metrics import ReduceEpochMetrics
 from solo_cjepa.launch.epoch_seed import EpochSeed
 from solo_cjepa.launch.hang_guard import stalled_collectives, strategy
@@ -207,6 +209,22 @@ def _channels_last(cfg: DictConfig, model: LightningModule) -> LightningModule:
     return model
 
 
+def _train_loader(cfg: DictConfig) -> Tuple[DataLoader, List[Callback]]:
+    """solo's loader of crops augmented image by image, or, with ``data.batched_augmentations``
+    where it applies, a loader of raw batches and the callback that crops them on the device."""
+    dataset = pretrain_dataset(cfg)
+    require_full_batch(cfg, len(dataset))
+    augmentation = batch_augmentation(cfg, dataset)
+    if cfg.debug_augmentations:
+        shown = dataset.transform if augmentation is None else augmentation.crops
+        print("Transforms:", shown, sep="\n")
+    if augmentation is None:
+        batch_size, workers = cfg.optimizer.batch_size, cfg.data.num_workers
+        return prepare_dataloader(dataset, batch_size=batch_size, num_workers=workers), []
+    loader = raw_batch_loader(RawBatches(dataset.images, dataset.targets), cfg.optimizer.batch_size)
+    return loader, [augmentation]
+
+
 def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     """Pretrains ``cfg.method`` as solo-learn's ``main_pretrain.py`` does; returns the trainer."""
     cfg = prepare_pretrain_cfg(cfg)
@@ -217,15 +235,9 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
     if cfg.data.format == "dali":
         from solo_cjepa.launch.data.dali import pretrain_datamodule
 
-        train = pretrain_datamodule(cfg)
+        train, data_callbacks = pretrain_datamodule(cfg), []
     else:
-        train_dataset = pretrain_dataset(cfg)
-        require_full_batch(cfg, len(train_dataset))
-        if cfg.debug_augmentations:
-            print("Transforms:", train_dataset.transform, sep="\n")
-        train = prepare_dataloader(
-            train_dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
-        )
+        train, data_callbacks = _train_loader(cfg)
 
     if omegaconf_select(cfg, "auto_umap.enabled", False):
         from solo.utils.auto_umap import AutoUMAP
@@ -235,7 +247,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             *callbacks,
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
-    callbacks = [*momentum_scaling(cfg), *callbacks]
+    callbacks = [*data_callbacks, *momentum_scaling(cfg), *callbacks]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
     evaluate_with = linear_command(cfg.data.dataset, cfg.data.holdout)
     return _fit(cfg, model, logdir, callbacks, train, val_loader, evaluate_with)
