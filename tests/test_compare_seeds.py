@@ -17,7 +17,7 @@ from solo_cjepa.tools.compare.__main__ import main
 from solo_cjepa.tools.compare.launchers import Launcher
 from solo_cjepa.tools.compare.pipeline import Plan, run_comparison
 from solo_cjepa.tools.compare.presets import folder_name
-from solo_cjepa.tools.compare.records import save_floors, save_outcome, save_plan
+from solo_cjepa.tools.compare.records import load_outcome, save_floors, save_outcome, save_plan
 from solo_cjepa.tools.compare.report import floor_numbers, run_row
 from solo_cjepa.tools.compare.runner import RunOutcome, RunSpec
 from solo_cjepa.tools.compare.stats import paired_difference, summarise
@@ -276,3 +276,24 @@ def test_two_seeds_through_a_hydra_launcher(tmp_path, launcher):
         "| cjepa |" in (out / "report.md").read_text()
         and "2 seeds" in (out / "report.md").read_text()
     )
+
+
+def test_records_find_their_runs_after_the_folder_moves(tmp_path):
+    """Run folders and logs are recorded relative to the comparison's folder, so a committed or
+    moved study still rebuilds its report (metrics curves included)."""
+    out = tmp_path / "study"
+    spec = RunSpec("cjepa", "cjepa", seed=0)
+    folder = out / folder_name(spec)
+    run_dir = folder / "cjepa" / "csv-run"
+    run_dir.mkdir(parents=True)
+    (folder / "train.log").write_text("")
+    save_outcome(
+        folder, RunOutcome(spec, "ok", 60.0, run_dir=run_dir, log_path=folder / "train.log")
+    )
+    record = json.loads((folder / "run.json").read_text())
+    assert record["run_dir"] == "cjepa/seed-0/cjepa/csv-run"
+    moved = tmp_path / "elsewhere"
+    out.rename(moved)
+    outcome = load_outcome(moved, spec)
+    assert outcome.run_dir == moved / "cjepa/seed-0/cjepa/csv-run" and outcome.run_dir.is_dir()
+    assert outcome.log_path.is_file()

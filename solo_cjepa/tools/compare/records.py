@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.tools.compare.presets import folder_name
@@ -73,12 +73,26 @@ def load_floors(out: Path) -> List[Dict[str, object]]:
     return [upgraded(row, floor=True) for row in rows]
 
 
+def _relative(path: Optional[Path], out: Path) -> Optional[str]:
+    """``path`` relative to the comparison's folder when it lies inside it: a committed or moved
+    folder still finds its runs."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def save_outcome(folder: Path, outcome: RunOutcome) -> None:
+    out = folder
+    for _ in Path(folder_name(outcome.spec)).parts:  # folder is <out>/<entry>[/seed-S]
+        out = out.parent
     record = {
         "status": outcome.status,
         "wall_time_s": outcome.wall_time_s,
-        "run_dir": outcome.run_dir,
-        "log_path": outcome.log_path,
+        "run_dir": _relative(outcome.run_dir, out),
+        "log_path": _relative(outcome.log_path, out),
         "error": outcome.error,
         "offline": outcome.offline,
     }
@@ -94,7 +108,7 @@ def load_outcome(out: Path, spec: RunSpec) -> RunOutcome:
     except (OSError, ValueError):
         log = folder / "train.log"
         return RunOutcome(spec, "not finished", log_path=log if log.is_file() else None)
-    path = lambda value: Path(value) if value else None  # noqa: E731
+    path = lambda value: out / value if value else None  # noqa: E731 (absolute stays absolute)
     return RunOutcome(
         spec,
         record["status"],
