@@ -259,6 +259,9 @@ def launch_many(cases, tmp_path: Path) -> List[dict]:
 # --- launches of several processes: bounded, and nothing left behind ---------------------------
 
 
+DDP_VARS = ("LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _live_processes(session: int) -> List[int]:
     """Processes of ``session`` that still run (zombies, exited but not yet reaped, excluded)."""
     live = []
@@ -277,6 +280,10 @@ def run_bounded(command: List[str], cwd, timeout_s: float, env=None) -> subproce
     """Runs ``command`` (which may start more processes, as Lightning's DDP launcher does) in a
     session of its own; fails the test if it is not done within ``timeout_s`` (a stalled
     collective) or if any process of that session still runs after it, killing them all."""
+    # A DDP fit earlier in this test process leaves Lightning's launch variables (LOCAL_RANK,
+    # MASTER_PORT, ...) in os.environ: inherited, they would make the launch wait for processes
+    # it believes someone else starts.
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k not in DDP_VARS}
     proc = subprocess.Popen(
         command,
         cwd=cwd,
