@@ -17,6 +17,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from solo_cjepa.launch.checkpoints.loading import load_method
+from solo_cjepa.monitors import relative_distance
 from solo_cjepa.tools.offline_eval import eval_loaders, evaluate_features, extract_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,12 +38,6 @@ VARIANTS: Dict[str, Tuple[str, List[str]]] = {  # name: (yaml, overrides)
 }
 # Validation split of the training images: fit on 30 000, score on 10 000 (stratified, fixed).
 FIT, HOLDOUT, SPLIT_SEED = 30_000, 10_000, 0
-
-
-def _relative_distance(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
-    diff = sum(float((a[k] - b[k]).float().pow(2).sum()) for k in a)
-    norm = sum(float(b[k].float().pow(2).sum()) for k in a)
-    return (diff / norm) ** 0.5
 
 
 def train(name: str, config: str, overrides: List[str], out: Path) -> Path:
@@ -67,8 +62,8 @@ def diagnose(run_dir: Path) -> Dict[str, float]:
     initial = type(model)(cfg).momentum_backbone.state_dict()
     target, context = model.momentum_backbone.state_dict(), model.backbone.state_dict()
     row = {
-        "target_from_init": _relative_distance(target, initial),
-        "target_from_context": _relative_distance(target, context),
+        "target_from_init": relative_distance(target.values(), initial.values()),
+        "target_from_context": relative_distance(target.values(), context.values()),
     }
     train_loader, _ = eval_loaders(cfg)  # the test set is not read
     for encoder, module in (("target", model.momentum_backbone), ("context", model.backbone)):
