@@ -3,7 +3,7 @@ the Fashion-MNIST recipe at a small budget once per variant and prints, for both
 frozen-feature scores on a validation split carved from the training images (never the test set),
 the target's distance from its initial weights and from the context encoder, and its rank.
 
-    python3 -m bench.short_runs --out /tmp/short_runs [--variants old both ...] [-- overrides]
+    python3 -m bench.short_runs --out /tmp/short_runs [--seed 0] [--variants old ...] [-- overrides]
 """
 
 import argparse
@@ -21,8 +21,8 @@ from solo_cjepa.monitors import relative_distance
 from solo_cjepa.tools.offline_eval import eval_loaders, evaluate_features, extract_features
 
 REPO = Path(__file__).resolve().parents[1]
-# The old study's budget: 2 epochs of 25 % of Fashion-MNIST (234 steps of 128 images), seed 0.
-BUDGET = ["data.fraction=0.25", "max_epochs=2", "++seed=0"]
+# The old study's budget: 2 epochs of 25 % of Fashion-MNIST (234 steps of 128 images).
+BUDGET = ("0.25", "2")
 OFF = ["++scheduler.warmup_max_share=null", "++momentum.memory_max_share=null"]
 VARIANTS: Dict[str, Tuple[str, List[str]]] = {  # name: (yaml, overrides)
     "old": ("cjepa", OFF),  # the recipe before run-scaled schedules
@@ -30,24 +30,33 @@ VARIANTS: Dict[str, Tuple[str, List[str]]] = {  # name: (yaml, overrides)
     "memory 0.05": ("cjepa", ["++scheduler.warmup_max_share=null"]),
     "both (default)": ("cjepa", []),
     "both, memory 0.02": ("cjepa", ["++momentum.memory_max_share=0.02"]),
+    "both, memory 0.1": ("cjepa", ["++momentum.memory_max_share=0.1"]),
     "both, memory 0.2": ("cjepa", ["++momentum.memory_max_share=0.2"]),
     "old, lr x2": ("cjepa", [*OFF, "optimizer.lr=2e-3"]),
     "old, no wd ramp": ("cjepa", [*OFF, "method_kwargs.final_weight_decay=null"]),
     "ijepa old": ("ijepa", OFF),
     "ijepa both (default)": ("ijepa", []),
+    "ijepa memory 0.05": ("ijepa", ["++scheduler.warmup_max_share=null"]),
+    "ijepa both, memory 0.1": ("ijepa", ["++momentum.memory_max_share=0.1"]),
+    "ijepa both, memory 0.2": ("ijepa", ["++momentum.memory_max_share=0.2"]),
 }
 # Validation split of the training images: fit on 30 000, score on 10 000 (stratified, fixed).
 FIT, HOLDOUT, SPLIT_SEED = 30_000, 10_000, 0
 
 
-def train(name: str, config: str, overrides: List[str], out: Path) -> Path:
-    folder = out / "".join(c if c.isalnum() else "_" for c in name)
+def train(
+    name: str, config: str, overrides: List[str], seed: int, budget: List[str], out: Path
+) -> Path:
+    fraction, epochs = budget
+    folder = out / "".join(c if c.isalnum() else "_" for c in f"{name} {epochs}x{fraction} {seed}")
     command = [
         sys.executable,
         str(REPO / "main_pretrain.py"),
         "--config-name",
         f"{config}.yaml",
-        *BUDGET,
+        f"data.fraction={fraction}",
+        f"max_epochs={epochs}",
+        f"++seed={seed}",
         *overrides,
         f"checkpoint.dir={folder}",
         "++enable_progress_bar=False",
@@ -83,6 +92,14 @@ def diagnose(run_dir: Path) -> Dict[str, float]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--budget",
+        nargs=2,
+        default=BUDGET,
+        metavar=("FRACTION", "EPOCHS"),
+        help="data.fraction and max_epochs of every run (default: the old study's, %(default)s)",
+    )
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args, extra = p.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
@@ -90,7 +107,8 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.variants:
         config, overrides = VARIANTS[name]
-        row = {"variant": name, **diagnose(train(name, config, [*overrides, *extra], args.out))}
+        run = train(name, config, [*overrides, *extra], args.seed, args.budget, args.out)
+        row = {"variant": name, "seed": args.seed, "budget": args.budget, **diagnose(run)}
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
