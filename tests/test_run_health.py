@@ -9,6 +9,8 @@ import math
 import os
 import re
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +24,7 @@ from cjepa_helpers import (
     run_bounded,
     run_dirs,
 )
+from solo.utils.checkpointer import Checkpointer
 
 import solo_cjepa.method
 from bench.syncs import HostSyncCounter
@@ -32,6 +35,7 @@ from solo_cjepa.health import (
     new_record,
     record_non_finite,
 )
+from solo_cjepa.launch.checkpoints.resume_hint import resume_hint
 from solo_cjepa.launch.run import pretrain
 
 TIMEOUT_S = 180
@@ -69,6 +73,17 @@ def test_collapse_streak_counts_consecutive_logged_steps_and_reports_once():
     assert streak.streaks == {"context": 2, "target": 3}
     nan = CollapseStreak(rank_threshold=3.0, steps=1)
     assert nan.update({"target": float("nan")}) == []  # the non-finite check's to report
+
+
+def test_resume_hint_names_the_newest_checkpoint_else_the_resumed_one():
+    checkpointer = Checkpointer.__new__(Checkpointer)  # what initial_setup leaves before a save
+    checkpointer.last_ckpt = None
+    trainer = SimpleNamespace(callbacks=[checkpointer], ckpt_path=None)
+    assert resume_hint(trainer) == "no checkpoint was written yet"
+    trainer.ckpt_path = "runs/a-ep=3.ckpt"  # the run resumed from it and wrote none yet
+    assert resume_hint(trainer) == "resume with resume_from_checkpoint=runs/a-ep=3.ckpt"
+    checkpointer.last_ckpt = Path("runs/b/b-ep=4.ckpt")
+    assert resume_hint(trainer) == "resume with resume_from_checkpoint=runs/b/b-ep=4.ckpt"
 
 
 # --- a run whose loss goes non-finite -------------------------------------------------------------
