@@ -100,6 +100,7 @@ class CJEPA(BaseMomentumMethod):
         self.target_embedding: str = kwargs.target_embedding
         self.final_weight_decay = kwargs.final_weight_decay
         self.seed: int = omegaconf_select(cfg, "seed", 0)
+        self.loss_terms: Dict[str, torch.Tensor] = {}
         self._mask_seeds: Iterator[int] = iter(())
         if cfg.performance.compile:
             self.compile_networks()
@@ -301,7 +302,9 @@ class CJEPA(BaseMomentumMethod):
             batch_idx (int): index of the batch.
 
         Returns:
-            torch.Tensor: total loss.
+            torch.Tensor: total loss; its terms, detached, are left in ``self.loss_terms`` for
+            the run-health check (``jepa``, and ``vicreg_sim``, ``vicreg_var``, ``vicreg_cov``
+            when ``vicreg_weight`` > 0).
         """
         self._mask_seeds = self._view_mask_seeds(batch_idx)
         out = super().training_step(batch, batch_idx)
@@ -319,6 +322,13 @@ class CJEPA(BaseMomentumMethod):
         jepa = sum(jepa_losses) / self.num_large_crops
         vicreg = self._vicreg(out["feats"], target_embs)
         ssl_loss = jepa + self.vicreg_weight * vicreg.loss if self.vicreg_weight > 0 else jepa
+        self.loss_terms = {"jepa": jepa.detach()}
+        if self.vicreg_weight > 0:  # with weight 0 the VICReg terms are only monitored
+            self.loss_terms.update(
+                vicreg_sim=vicreg.sim.detach(),
+                vicreg_var=vicreg.var.detach(),
+                vicreg_cov=vicreg.cov.detach(),
+            )
 
         losses = {
             "train_jepa_loss": jepa,

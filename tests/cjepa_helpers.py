@@ -4,6 +4,7 @@ top-level ``tests`` package.)"""
 
 import gzip
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from torchvision.datasets import FakeData
 from torchvision.transforms import ToTensor
 
 import solo_cjepa  # noqa: F401  (registers "cjepa")
+import solo_cjepa.method
 
 IMG_SIZE = 32
 PATCH_SIZE = 4
@@ -205,6 +207,25 @@ class StepRecorder(Callback):
             "weight_decay": [group["weight_decay"] for group in optimizer.param_groups],
             "tau": pl_module.momentum_updater.cur_tau,
         }
+
+
+class InfiniteCovariance(Callback):
+    """From global step ``step`` on (on process ``rank`` only, if given), C-JEPA's VICReg
+    covariance term, and so its loss, is +inf."""
+
+    def __init__(self, step: int, rank=None):
+        self.step, self.rank = step, rank
+        self.regularizer = solo_cjepa.method.vicreg_regularizer
+
+    def on_train_batch_start(self, trainer, *args):
+        poisoned = trainer.global_step >= self.step and self.rank in (None, trainer.global_rank)
+        regularizer = self.regularizer
+
+        def poisoned_regularizer(*args, **kwargs):
+            terms = regularizer(*args, **kwargs)
+            return terms._replace(loss=terms.loss + math.inf, cov=terms.cov + math.inf)
+
+        solo_cjepa.method.vicreg_regularizer = poisoned_regularizer if poisoned else regularizer
 
 
 def run_dirs(checkpoint_dir: Path, method: str) -> List[Path]:

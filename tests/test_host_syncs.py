@@ -8,6 +8,7 @@ from cjepa_helpers import cpu_trainer, image_batch, pretrain_loader, tiny_vit_cf
 
 import solo_cjepa.method
 from bench.syncs import HostSyncCounter
+from solo_cjepa.launch.run_health import RunHealth
 from solo_cjepa.method import CJEPA
 
 
@@ -84,3 +85,29 @@ def test_monitors_run_every_log_every_n_steps(monkeypatch):
     cpu_trainer(max_steps=6, log_every_n_steps=3).fit(model, pretrain_loader(batch_size=4))
     # Lightning writes the values of the 3rd and 6th step (global steps 2 and 5 while they run).
     assert ranks == [2, 2, 5, 5]
+
+
+class CountedRunHealth(RunHealth):
+    """The run-health callback, its host syncs counted per step: (logged step?, syncs)."""
+
+    def __init__(self):
+        super().__init__(collapse="warn")
+        self.counts = []
+
+    def on_train_batch_end(self, trainer, *args):
+        logged = trainer._logger_connector.should_update_logs
+        with HostSyncCounter() as counter:
+            super().on_train_batch_end(trainer, *args)
+        self.counts.append((logged, counter.total))
+
+
+def test_run_health_syncs_only_on_logged_steps():
+    """The non-finite record is kept on the device at every step; it is read, and the ranks
+    followed, on the steps Lightning logs, which wait for the device anyway."""
+    torch.manual_seed(0)
+    health = CountedRunHealth()
+    trainer = cpu_trainer(max_steps=6, log_every_n_steps=3, callbacks=[health])
+    trainer.fit(CJEPA(tiny_vit_cfg()), pretrain_loader(batch_size=4))
+    assert [logged for logged, _ in health.counts] == [False, False, True] * 2
+    assert all(syncs == 0 for logged, syncs in health.counts if not logged), health.counts
+    assert all(syncs > 0 for logged, syncs in health.counts if logged), health.counts

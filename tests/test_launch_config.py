@@ -56,6 +56,10 @@ PRETRAIN_CASES = [
     ("accelerator=tpu", "accelerator must be one of ['auto', 'gpu', 'cuda', 'cpu']", ""),
     ("devices=0", "devices must be a count >= 1", "got 0"),
     ("+ddp_timeout_minutes=0", "ddp_timeout_minutes must be a number > 0", "got 0"),
+    ("++health.collapse=always", "health.collapse must be one of ['off', 'warn', 'stop']", ""),
+    ("++health.collapse=true", "health.collapse must be one of [", "got True"),
+    ("++health.collapse_rank=0", "health.collapse_rank must be a number > 0", "got 0"),
+    ("++health.collapse_steps=2.5", "health.collapse_steps must be an integer >= 1", "2.5"),
     ("resume_from_checkpoint=/nowhere.ckpt", "resume_from_checkpoint must be a .ckpt", ""),
 ]
 
@@ -66,6 +70,26 @@ def test_pretrain_bad_input(override, message, allowed):
         _pretrain("fashion-mnist/cjepa", [override])
     text = str(err.value)
     assert message in text and allowed in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        ([], {"collapse": "warn", "collapse_rank": 3.0, "collapse_steps": 5}),
+        # a YAML `collapse: off` is read as False (YAML 1.1 booleans)
+        (
+            ["++health.collapse=false"],
+            {"collapse": "off", "collapse_rank": 3.0, "collapse_steps": 5},
+        ),
+        (
+            ["++health.collapse=stop", "++health.collapse_rank=2"],
+            {"collapse": "stop", "collapse_rank": 2, "collapse_steps": 5},
+        ),
+    ],
+)
+def test_health_settings_and_their_defaults(overrides, expected):
+    cfg = prepare_pretrain_cfg(compose_config("pretrain", "fashion-mnist", "cjepa", overrides))
+    assert dict(cfg.health) == expected
 
 
 def test_two_view_method_needs_two_crops():

@@ -18,6 +18,7 @@ from solo.methods.linear import LinearModel
 from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.errors import ConfigError, note, require
+from solo_cjepa.health import COLLAPSE_DEFAULTS, COLLAPSE_MODES
 from solo_cjepa.launch.checkpoints.loading import (
     ENCODER_ATTRIBUTES,
     newest_checkpoint,
@@ -138,6 +139,8 @@ PRETRAIN_TYPES = {
     "momentum.memory_max_share": Number(0, 1, strict=True, optional=True),
     "data.batched_augmentations": FLAG,
     "scheduler.warmup_max_share": Number(0, 1, optional=True),
+    "health.collapse_rank": Number(0, strict=True),
+    "health.collapse_steps": COUNT,
 }
 AUGMENTATION_TYPES = {
     "crop_size": COUNT,
@@ -418,12 +421,25 @@ def _check_vit_sizes(cfg: DictConfig, crop_sizes: Iterable[int], crop_key: str) 
             )
 
 
+def _fill_health(cfg: DictConfig) -> None:
+    """``health.*`` (docs/run-health.md) with their defaults; a YAML ``collapse: off`` arrives
+    as False (YAML 1.1 reads off as a boolean)."""
+    cfg.health = omegaconf_select(cfg, "health", {})
+    for key, value in COLLAPSE_DEFAULTS.items():
+        cfg.health[key] = omegaconf_select(cfg, f"health.{key}", value)
+    if cfg.health.collapse is False:
+        cfg.health.collapse = "off"
+    _one_of(cfg, "health.collapse", COLLAPSE_MODES)
+
+
 def check_pretrain_cfg(cfg: DictConfig) -> None:
     """Checks the user-facing keys of a pretraining cfg (before solo's ``parse_cfg``) and fills
-    the launcher's own defaults (``data.download_dir``; ``data.val_path`` of downloadable sets)."""
+    the launcher's own defaults (``data.download_dir``; ``data.val_path`` of downloadable sets;
+    ``health.*``)."""
     _one_of(cfg, "method", sorted(METHODS))
     _one_of(cfg, "backbone.name", sorted(BaseMethod._BACKBONES))
     _check_data(cfg, labelled_val=False)
+    _fill_health(cfg)
     check_types(cfg, PRETRAIN_TYPES)
     method_types = METHOD_KWARG_TYPES.get(cfg.method, {})
     method_types = {f"method_kwargs.{key}": kind for key, kind in method_types.items()}

@@ -6,16 +6,16 @@
 import contextlib
 import signal
 from datetime import timedelta
-from typing import Iterator, Optional, Union
+from typing import Iterator, Union
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig
-from solo.utils.checkpointer import Checkpointer
 from solo.utils.misc import omegaconf_select
 
 from solo_cjepa.errors import RunError
+from solo_cjepa.launch.checkpoints.resume_hint import resume_hint
 
 # torch's default for gloo (NCCL's own default is 10): long enough for a slow checkpoint write
 # or a first-epoch DALI index on one node while the others wait at a barrier.
@@ -37,11 +37,6 @@ def strategy(cfg: DictConfig) -> Union[str, Strategy]:
     return DDPStrategy(find_unused_parameters=False, timeout=ddp_timeout(cfg))
 
 
-def _last_checkpoint(trainer: Trainer) -> Optional[str]:
-    checkpointer = next((c for c in trainer.callbacks if isinstance(c, Checkpointer)), None)
-    return getattr(checkpointer, "last_ckpt", None)
-
-
 @contextlib.contextmanager
 def stalled_collectives(cfg: DictConfig, trainer: Trainer) -> Iterator[None]:
     """Turns a collective's timeout in a multi-process ``trainer`` into a :class:`RunError`
@@ -56,14 +51,8 @@ def stalled_collectives(cfg: DictConfig, trainer: Trainer) -> Iterator[None]:
         if launcher is not None and hasattr(launcher, "kill"):
             launcher.kill(signal.SIGKILL)
         minutes = ddp_timeout(cfg).total_seconds() / 60
-        last = _last_checkpoint(trainer)
-        resume = (
-            f"resume with resume_from_checkpoint={last}"
-            if last
-            else "no checkpoint was written yet"
-        )
         raise RunError(
             f"process {trainer.global_rank} of {trainer.world_size} waited longer than "
             f"ddp_timeout_minutes={minutes:g} in a collective: another process stalled or died "
-            f"(its own error, if any, is above); {resume}"
+            f"(its own error, if any, is above); {resume_hint(trainer)}"
         ) from None

@@ -51,6 +51,7 @@ from solo_cjepa.launch.epoch_metrics import ReduceEpochMetrics
 from solo_cjepa.launch.epoch_seed import EpochSeed
 from solo_cjepa.launch.hang_guard import stalled_collectives, strategy
 from solo_cjepa.launch.hardware import normalise_hardware, trainer_devices
+from solo_cjepa.launch.run_health import RunHealth
 from solo_cjepa.launch.run_report import ProgressBar, RunReport, linear_command, quiet_warnings
 from solo_cjepa.launch.run_scaled_schedules import momentum_scaling, scale_warmup
 from solo_cjepa.launch.unlabelled import without_online_classifier
@@ -148,7 +149,8 @@ def _fit(
     val_loader: Optional[DataLoader],
     evaluate_with: Optional[str] = None,
 ) -> Trainer:
-    """Adds checkpointing, logging, resume and reporting to ``model`` and trains it on ``train``
+    """Adds checkpointing (after ``callbacks``: :class:`RunHealth` checks before each save),
+    logging, resume and reporting to ``model`` and trains it on ``train``
     (a loader or a DALI data module), validating on ``val_loader``; the closing summary gives
     ``evaluate_with`` as the command that evaluates the checkpoint."""
     ckpt_path, wandb_run_id = _resume_point(cfg, logdir)
@@ -247,7 +249,7 @@ def pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
             *callbacks,
             AutoUMAP(cfg.name, logdir=umap_dir, frequency=cfg.auto_umap.frequency),
         ]
-    callbacks = [*data_callbacks, *momentum_scaling(cfg), *callbacks]
+    callbacks = [*data_callbacks, *momentum_scaling(cfg), *callbacks, RunHealth.from_cfg(cfg)]
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
     evaluate_with = linear_command(cfg.data.dataset, cfg.data.holdout)
     return _fit(cfg, model, logdir, callbacks, train, val_loader, evaluate_with)
@@ -307,6 +309,5 @@ def linear(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
         from solo_cjepa.launch.data.dali import classification_datamodule
 
         train = classification_datamodule(cfg)
-    return _fit(
-        cfg, model, os.path.join(cfg.checkpoint.dir, "linear"), callbacks, train, val_loader
-    )
+    logdir = os.path.join(cfg.checkpoint.dir, "linear")
+    return _fit(cfg, model, logdir, [*callbacks, RunHealth()], train, val_loader)
