@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from solo_cjepa.errors import ConfigError
+from solo_cjepa.errors import ConfigError, note
 from solo_cjepa.tools.logreg import Labelled, logreg_top1
 
 
@@ -68,14 +68,10 @@ def per_class(labels: torch.Tensor, setting: str, fraction: Optional[float]) -> 
     return max(1, round(fraction * len(labels) / len(torch.unique(labels))))
 
 
-def balanced_subset(orders: Sequence[torch.Tensor], count: int, setting: str) -> torch.Tensor:
-    """The first ``count`` indices of each class's order."""
-    smallest = min(len(order) for order in orders)
-    if count > smallest:
-        raise ConfigError(
-            f"low-shot setting {setting} needs {count} training images of every class, but one "
-            f"class has {smallest}: lower --fractions or --shots"
-        )
+def balanced_subset(orders: Sequence[torch.Tensor], count: int) -> Optional[torch.Tensor]:
+    """The first ``count`` indices of each class's order; None when a class has fewer."""
+    if count > min(len(order) for order in orders):
+        return None
     return torch.cat([order[:count] for order in orders])
 
 
@@ -85,19 +81,24 @@ def low_shot_scores(
     """Per setting of ``low_shot``, the mean top-1 (%) on ``val`` over its draws of the logistic
     regression fitted on a class-balanced subset of ``train`` (standardised by that subset, as
     the full-label probe is by the whole set), and the draws' sample std (``<metric>_std``;
-    None for one draw)."""
+    None for one draw). A setting that needs more images than a class has is None, with a note
+    (a tiny test set must not cost the other numbers)."""
     train_x, train_y = train
     settings = low_shot.settings()
     top1s: Dict[str, List[float]] = {setting: [] for setting in settings}
     for draw in range(low_shot.draws):
         orders = class_orders(train_y, draw)
         for setting, fraction in settings.items():
-            picks = balanced_subset(orders, per_class(train_y, setting, fraction), setting)
-            picks = picks.to(train_y.device)
-            top1s[setting].append(logreg_top1((train_x[picks], train_y[picks]), val))
+            picks = balanced_subset(orders, per_class(train_y, setting, fraction))
+            if picks is not None:
+                picks = picks.to(train_y.device)
+                top1s[setting].append(logreg_top1((train_x[picks], train_y[picks]), val))
     scores: Dict[str, Optional[float]] = {}
     for setting, values in top1s.items():
-        scores[metric_name(setting)] = statistics.mean(values)
+        if not values:
+            count = per_class(train_y, setting, settings[setting])
+            note(f"low-shot {setting} left out: it needs {count} training images of every class")
+        scores[metric_name(setting)] = statistics.mean(values) if values else None
         spread = statistics.stdev(values) if len(values) > 1 else None
         scores[f"{metric_name(setting)}_std"] = spread
     return scores

@@ -30,7 +30,10 @@ def build_report(out: Path, extra_settings=None) -> Report:
         rows = _metrics(outcome)
         if rows:
             curves.append((spec.name, rows))
-        numbers = {**summary(rows), **outcome.offline}
+        numbers = {**summary(rows), **outcome.offline, **outcome.finetune}
+        if "finetune_encoder" in numbers:  # the frozen number to set the fine-tuned one against
+            frozen = f"offline_logreg_top1_{numbers['finetune_encoder']}"
+            numbers["frozen_logreg_top1"] = numbers.get(frozen)
         report.rows.append(
             run_row(spec.name, outcome.status, outcome.wall_time_s or None, spec.seed, **numbers)
         )
