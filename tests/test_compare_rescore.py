@@ -14,6 +14,7 @@ from solo_cjepa.errors import ConfigError
 from solo_cjepa.tools.compare.__main__ import build_plan, main
 from solo_cjepa.tools.compare.records import FLOORS, RUN, load_plan, save_outcome, save_plan
 from solo_cjepa.tools.compare.runner import RunOutcome, RunSpec
+from solo_cjepa.tools.offline_eval import main as evaluate_command
 
 LOW_SHOT = ("1pct", "10pct", "1shot", "5shot", "10shot")
 
@@ -79,6 +80,26 @@ def test_low_shot_finetune_and_rescore(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[1/1] cjepa: ok" in printed and "fine-tuned" in printed
 
+    # the evaluation command's settings
+    (run,) = (out / "cjepa").glob("cjepa/*")
+    flags = ["--dataset", "custom", "--config", "cjepa"]
+    settings = ["--fractions", "0.5", "--shots", "2", "--draws", "2"]
+    for extra in (settings, ["--no-low-shot"]):
+        evaluate_command([str(run), *extra, *flags, "--", *overrides])
+        scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        low_shot = {key for key in scores if "shot" in key or "pct" in key}
+        if extra == settings:
+            assert low_shot == {
+                f"offline_logreg_{s}_top1{tail}"
+                for s in ("50pct", "2shot")
+                for tail in ("", "_std")
+            }
+            assert scores["offline_logreg_top1"] == pytest.approx(
+                float(cjepa["offline_logreg_top1_target"])
+            )
+        else:
+            assert low_shot == set()
+
     # an earlier version's records, and a second run whose checkpoint was not kept
     before_rows = rows
     for path in (out / "cjepa" / RUN, out / FLOORS):
@@ -86,11 +107,11 @@ def test_low_shot_finetune_and_rescore(tmp_path, capsys):
     plan = load_plan(out)
     old = RunSpec("vicreg", "vicreg")
     save_plan(out, plan["title"], plan["settings"], [*plan["runs"], old])
-    (out / "vicreg" / "vicreg" / "csv-old").mkdir(parents=True)
-    offline = {"offline_logreg_top1_context": 50.0}
-    save_outcome(
-        out / "vicreg", RunOutcome(old, "ok", 9.0, out / "vicreg/vicreg/csv-old", None, "", offline)
-    )
+    gone = out / "vicreg" / "vicreg" / "csv-old"
+    gone.mkdir(parents=True)
+    outcome = RunOutcome(old, "ok", 9.0, gone, offline={"offline_logreg_top1_context": 50.0})
+    outcome.finetune = {"finetune_encoder": "context", "finetune_error": "failed (exit 1): boom"}
+    save_outcome(out / "vicreg", outcome)
     assert main(["report", str(out)]) == 0
     assert read_rows(out)["cjepa"]["offline_logreg_5shot_top1_target"] == ""
     assert "## Low-shot" not in (out / "report.md").read_text()
@@ -109,6 +130,7 @@ def test_low_shot_finetune_and_rescore(tmp_path, capsys):
     assert "vicreg: kept as it is: no checkpoint" in printed and "cjepa: rescored" in printed
     report = (out / "report.md").read_text()
     assert "## Low-shot linear probes" in report and "- **rescored**:" in report
+    assert "- **vicreg** fine-tuning failed (exit 1): boom (log: `" in report
 
 
 def test_finetune_flags():
