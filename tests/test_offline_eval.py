@@ -15,13 +15,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
+from solo_cjepa.tools.logreg import logreg_top1, standardise
 from solo_cjepa.tools.offline_eval import (
     WholeSetBatches,
     eval_loaders,
     evaluate_features,
     knn_top1,
-    logreg_top1,
-    standardise,
 )
 
 

@@ -1,6 +1,7 @@
 """Offline frozen-feature evaluation in torch, on the encoder's device: scikit-learn's protocol
-(logistic regression on standardised features, distance-weighted cosine kNN, k = 20) and the
-effective rank, for trained encoders, untrained ones, raw pixels and any checkpoint alike.
+(logistic regression on standardised features, distance-weighted cosine kNN, k = 20), the same
+logistic regression on few labels (:mod:`.low_shot`) and the effective rank, for trained
+encoders, untrained ones, raw pixels and any checkpoint alike.
 """
 
 import argparse
@@ -24,9 +25,10 @@ from solo_cjepa.launch.data.holdout import holdout_of, scored_split
 from solo_cjepa.launch.data.loaders import classification_datasets, pretrain_eval_transform
 from solo_cjepa.launch.hardware import fast_bf16
 from solo_cjepa.monitors import effective_rank
+from solo_cjepa.tools.logreg import Labelled, logreg_top1
+from solo_cjepa.tools.low_shot import LowShot, low_shot_scores
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
-Labelled = Tuple[torch.Tensor, torch.Tensor]  # features [N, D], labels [N]
 JEPA_METHODS = ("cjepa",)
 
 
@@ -117,7 +119,11 @@ def evaluation_device(features: FeatureFn) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def evaluate(features: FeatureFn, loaders: Tuple[Iterable, Iterable]) -> Dict[str, float]:
+def evaluate(
+    features: FeatureFn,
+    loaders: Tuple[Iterable, Iterable],
+    low_shot: Optional[LowShot] = LowShot(),
+) -> Dict[str, Optional[float]]:
     """:func:`evaluate_features` on ``features`` of the ``(train, val)`` loaders, on the device of
     ``features``. A module (a solo backbone: for the ViTs here, mean-pooled tokens) is put in
     eval mode first."""
@@ -128,59 +134,8 @@ def evaluate(features: FeatureFn, loaders: Tuple[Iterable, Iterable]) -> Dict[st
     return evaluate_features(
         extract_features(features, train_loader, device),
         extract_features(features, val_loader, device),
+        low_shot=low_shot,
     )
-
-
-def standardise(train_x: torch.Tensor, val_x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Both sets scaled by the training set's mean and (population) std; constant features are
-    only centred, as scikit-learn's ``StandardScaler`` does."""
-    mean = train_x.mean(0)
-    std = train_x.std(0, correction=0)
-    std = torch.where(std > 1e-7 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
-    return (train_x - mean) / std, (val_x - mean) / std
-
-
-def logreg_top1(
-    train: Labelled,
-    val: Labelled,
-    c: float = 1.0,
-    max_iter: int = 100,
-    tolerance: float = 1e-4,
-) -> float:
-    """Top-1 (%) on ``val`` of a multinomial logistic regression fitted on standardised ``train``
-    features: scikit-learn's ``LogisticRegression(C=c)`` objective (mean cross-entropy +
-    ``|W|^2 / (2 c N)``, bias not penalised) minimised by full-batch L-BFGS until the largest
-    gradient entry is below ``tolerance`` or for ``max_iter`` iterations, scikit-learn's ``tol``
-    and the ``max_iter`` the comparison has always used: on raw pixels neither fit converges
-    within it, and stopping where scikit-learn stopped keeps the published numbers comparable."""
-    (train_x, train_y), (val_x, val_y) = train, val
-    train_x, val_x = standardise(train_x.float(), val_x.float())
-    classes, train_y = torch.unique(train_y, return_inverse=True)
-    weight = torch.zeros(train_x.shape[1], len(classes), device=train_x.device, requires_grad=True)
-    bias = torch.zeros(len(classes), device=train_x.device, requires_grad=True)
-    l2 = 1.0 / (2.0 * c * len(train_x))
-    lbfgs = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        max_eval=2 * max_iter,
-        tolerance_grad=tolerance,
-        tolerance_change=1e-12,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def objective() -> torch.Tensor:
-        lbfgs.zero_grad()
-        loss = F.cross_entropy(train_x @ weight + bias, train_y) + l2 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        lbfgs.step(objective)
-    with torch.no_grad():
-        predicted = classes[(val_x @ weight + bias).argmax(1)]
-    return 100.0 * (predicted == val_y).float().mean().item()
 
 
 @torch.no_grad()
@@ -212,19 +167,26 @@ def feature_rank(x: torch.Tensor) -> float:
     return float(effective_rank(torch.diag(singular)))
 
 
-def evaluate_features(train: Labelled, val: Labelled, knn_k: int = 20) -> Dict[str, float]:
+def evaluate_features(
+    train: Labelled, val: Labelled, knn_k: int = 20, low_shot: Optional[LowShot] = None
+) -> Dict[str, Optional[float]]:
     """Top-1 (%) of the logistic regression and of the cosine kNN fitted on ``train`` and scored
-    on ``val``, and the effective rank of the validation features."""
-    return {
+    on ``val``, the effective rank of the validation features and, with ``low_shot``, the
+    low-shot probes' top-1s (:func:`low_shot_scores`)."""
+    scores = {
         "offline_logreg_top1": logreg_top1(train, val),
         "offline_knn_top1": knn_top1(train, val, knn_k),
         "feature_rank": feature_rank(val[0]),
     }
+    return {**scores, **(low_shot_scores(train, val, low_shot) if low_shot else {})}
 
 
 def evaluate_checkpoint(
-    path: str, cfg: DictConfig, encoders: Sequence[str] = ("target",)
-) -> Dict[str, Dict[str, float]]:
+    path: str,
+    cfg: DictConfig,
+    encoders: Sequence[str] = ("target",),
+    low_shot: Optional[LowShot] = LowShot(),
+) -> Dict[str, Dict[str, Optional[float]]]:
     """:func:`evaluate` on each of the ``encoders`` (``target``: what I-JEPA evaluates, and/or
     ``context``) of checkpoint ``path``, read strictly into ``cfg``'s backbone, on ``cfg``'s data
     (a pretraining cfg such as ``scripts/pretrain/<dataset>/ijepa.yaml``), by encoder."""
@@ -235,7 +197,7 @@ def evaluate_checkpoint(
             method=cfg.method, **cfg.backbone.kwargs
         )
         load_pretrained_backbone(backbone, path, encoder)
-        scores[encoder] = evaluate(backbone, loaders)
+        scores[encoder] = evaluate(backbone, loaders, low_shot)
     return scores
 
 
@@ -247,16 +209,18 @@ def run_holdout(checkpoint: str) -> Optional[float]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--holdout] [--dataset] [--config]
-    [-- overrides]``: the comparison's config lookup, this module's evaluation, one JSON line."""
+    """``python -m solo_cjepa.evaluate CKPT [--encoder] [--holdout] [--[no-]low-shot]
+    [--fractions] [--shots] [--draws] [--dataset] [--config] [-- overrides]``: the comparison's
+    config lookup, this module's evaluation, one JSON line."""
     from solo_cjepa.tools.compare.__main__ import split_overrides
     from solo_cjepa.tools.compare.configs import compose_run
 
     parser = argparse.ArgumentParser(
         prog="python -m solo_cjepa.evaluate",
-        description="Offline evaluation (logistic regression, kNN, effective rank) of one or both "
-        "encoders of a checkpoint, ours or an I-JEPA .pth.tar, on the data and backbone of a "
-        "shipped pretraining config; hydra overrides of that config go after '--'.",
+        description="Offline evaluation (logistic regression on all labels and on few, kNN, "
+        "effective rank) of one or both encoders of a checkpoint, ours or an I-JEPA .pth.tar, "
+        "on the data and backbone of a shipped pretraining config; hydra overrides of that "
+        "config go after '--'.",
     )
     parser.add_argument("checkpoint", help="a .ckpt, a run folder or an I-JEPA .pth.tar")
     parser.add_argument(
@@ -274,6 +238,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "on that share instead of the test set (default: the run's own data.holdout, from the "
         "args.json next to the checkpoint; else the config's)",
     )
+    defaults = LowShot()
+    parser.add_argument(
+        "--low-shot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit the logistic regression on class-balanced subsets of the training labels "
+        "(default: on); each setting gives offline_logreg_<setting>_top1, the mean over the "
+        "draws, and _std, their spread",
+    )
+    parser.add_argument(
+        "--fractions",
+        nargs="*",
+        type=float,
+        default=list(defaults.fractions),
+        metavar="F",
+        help="shares of the training labels, split evenly over the classes (default: "
+        f"{' '.join(map(str, defaults.fractions))}, i.e. 1pct and 10pct)",
+    )
+    parser.add_argument(
+        "--shots",
+        nargs="*",
+        type=int,
+        default=list(defaults.shots),
+        metavar="K",
+        help=f"images per class (default: {' '.join(map(str, defaults.shots))})",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=defaults.draws,
+        help=f"label subsets drawn per setting, seeded 0, 1, ... (default: {defaults.draws})",
+    )
     parser.add_argument(
         "--dataset", default="fashion-mnist", help="config folder scripts/pretrain/<dataset>"
     )
@@ -281,6 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     flags, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(flags)
     with exit_on_config_error():
+        low_shot = LowShot(tuple(args.fractions), tuple(args.shots), args.draws)
         path = args.checkpoint
         if Path(path).is_dir():  # a run folder: its newest checkpoint
             path = str(find_checkpoint(path))
@@ -294,7 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"data.holdout={trained}: some of the images scored on may be ones it trained on"
             )
         encoders = ("target", "context") if args.encoder == "both" else (args.encoder,)
-        scores = evaluate_checkpoint(path, cfg, encoders)
+        scores = evaluate_checkpoint(path, cfg, encoders, low_shot if args.low_shot else None)
     result = {
         "checkpoint": args.checkpoint,
         "encoder": args.encoder,

@@ -1,6 +1,7 @@
 """Command line of the comparison: ``python -m solo_cjepa.compare [flags] [-- hydra overrides]``.
 Flags pick the runs, their seeds, their common budget, the launcher and the output folder; a preset
-fills the flags left out. ``python -m solo_cjepa.compare report DIR`` rebuilds DIR's report.
+fills the flags left out. ``python -m solo_cjepa.compare report DIR`` rebuilds DIR's report;
+``python -m solo_cjepa.compare rescore DIR`` re-runs its offline evaluation from the checkpoints.
 """
 
 import argparse
@@ -9,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from solo_cjepa.errors import ConfigError, exit_on_config_error
+from solo_cjepa.errors import ConfigError, exit_on_config_error, require
 from solo_cjepa.tools.compare.collect import rebuild
 from solo_cjepa.tools.compare.configs import METHODS
+from solo_cjepa.tools.compare.finetuning import CONFIG_NAME, FineTuning, linear_config_dir
 from solo_cjepa.tools.compare.launchers import LAUNCHERS, Launcher
 from solo_cjepa.tools.compare.pipeline import Plan, run_comparison
 from solo_cjepa.tools.compare.presets import ABLATIONS, PRESETS, method_specs
+from solo_cjepa.tools.compare.records import load_plan
+from solo_cjepa.tools.compare.rescore import rescore
 
 DEFAULT_DATASET = "fashion-mnist"
 
@@ -26,6 +30,8 @@ examples:
   python -m solo_cjepa.compare --ablation vicreg --methods vicreg byol --seeds 0 1 2 --epochs 2
   python -m solo_cjepa.compare --seeds 0 1 2 --launcher slurm --partition gpu --gpus 4 \\
       --dataset imagenet100 --out runs/ && python -m solo_cjepa.compare report runs/
+  python -m solo_cjepa.compare --methods cjepa ijepa --epochs 2 --finetune --finetune-epochs 1
+  python -m solo_cjepa.compare rescore study/ [--finetune]
 """
 
 
@@ -78,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(ABLATIONS),
         help="vicreg: C-JEPA without/with its VICReg terms (paper Table 3)",
     )
+    _finetuning_flags(p)
     launch = p.add_argument_group("launcher (Hydra's launcher plugins)")
     launch.add_argument(
         "--launcher",
@@ -103,6 +110,44 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _finetuning_flags(p: argparse.ArgumentParser) -> None:
+    tune = p.add_argument_group("fine-tuning (after each run's pretraining and evaluation)")
+    tune.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune each run's evaluated encoder (target for C-JEPA/I-JEPA, else context) "
+        "with a linear classifier on the run's data: scripts/linear/<dataset>/finetune.yaml "
+        "through solo's LinearModel; its top-1 is reported next to the frozen-feature numbers. "
+        "Its time comes on top of --minutes/--total-minutes",
+    )
+    tune.add_argument(
+        "--finetune-epochs",
+        type=int,
+        help="max_epochs of every fine-tuning (default: finetune.yaml's)",
+    )
+    tune.add_argument(
+        "--finetune-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="hydra override of finetune.yaml for every fine-tuning, e.g. "
+        "++data.fraction=0.25 or optimizer.lr=1e-3 (repeatable)",
+    )
+
+
+def rescore_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m solo_cjepa.compare rescore",
+        description="Run the offline evaluation (logistic regression on all labels and on few, "
+        "kNN, effective rank) of every finished run in DIR again from its checkpoint, and the "
+        "floors again; rewrite the runs' records and rebuild the report. Runs whose checkpoint "
+        "was not kept keep their records. With --finetune, also fine-tune each run.",
+    )
+    p.add_argument("dir", type=Path, help="the --out folder of a comparison")
+    _finetuning_flags(p)
+    return p
+
+
 def report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m solo_cjepa.compare report",
@@ -120,6 +165,26 @@ def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
         cut = argv.index("--")
         return argv[:cut], argv[cut + 1 :]
     return argv, []
+
+
+def finetuning_of(args: argparse.Namespace, dataset: str) -> Optional[FineTuning]:
+    """The fine-tuning of ``--finetune`` and its settings, None without it."""
+    if not args.finetune:
+        require(
+            args.finetune_epochs is None and not args.finetune_override,
+            "--finetune-epochs and --finetune-override are for --finetune",
+        )
+        return None
+    require(
+        args.finetune_epochs is None or args.finetune_epochs > 0,
+        f"--finetune-epochs must be > 0, got {args.finetune_epochs}",
+    )
+    folder = linear_config_dir(dataset)
+    require(
+        (folder / CONFIG_NAME).is_file(),
+        f"--finetune needs {folder / CONFIG_NAME}, the fine-tuning config of --dataset",
+    )
+    return FineTuning(str(folder), args.finetune_epochs, tuple(args.finetune_override))
 
 
 def build_plan(argv: Sequence[str]) -> Plan:
@@ -167,6 +232,7 @@ def build_plan(argv: Sequence[str]) -> Plan:
         specs = method_specs(pick("methods", METHODS))
         title = "Side-by-side comparison"
     dataset = pick("dataset", DEFAULT_DATASET)
+    finetuning = finetuning_of(args, dataset)
     return Plan(
         dataset=dataset,
         specs=specs,
@@ -178,6 +244,7 @@ def build_plan(argv: Sequence[str]) -> Plan:
         title=f"{title} on {dataset}",
         command=shlex.join(["python", "-m", "solo_cjepa.compare", *argv]),
         seeds=args.seeds,
+        finetuning=finetuning,
         launcher=Launcher(
             args.launcher,
             n_jobs=args.jobs,
@@ -194,7 +261,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with exit_on_config_error():
-            if argv[:1] == ["report"]:
+            if argv[:1] == ["rescore"]:
+                args = rescore_parser().parse_args(argv[1:])
+                dataset = load_plan(args.dir)["settings"]["dataset"]
+                report = rescore(args.dir, finetuning_of(args, dataset))
+            elif argv[:1] == ["report"]:
                 out = report_parser().parse_args(argv[1:]).dir
                 report = rebuild(out)
                 print(f"[report] {out / 'report.md'}")

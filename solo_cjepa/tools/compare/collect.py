@@ -8,7 +8,7 @@ from typing import List
 
 from solo_cjepa.tools.compare.metrics import Rows, drop_partial_epoch_knn, read_metrics, summary
 from solo_cjepa.tools.compare.plots import write_plots
-from solo_cjepa.tools.compare.presets import PAIRED_DIFFERENCES
+from solo_cjepa.tools.compare.presets import PAIRED_DIFFERENCES, folder_name
 from solo_cjepa.tools.compare.records import load_floors, load_outcome, load_plan
 from solo_cjepa.tools.compare.report import Report, entries, run_row, write_report
 from solo_cjepa.tools.compare.runner import RunOutcome
@@ -30,10 +30,19 @@ def build_report(out: Path, extra_settings=None) -> Report:
         rows = _metrics(outcome)
         if rows:
             curves.append((spec.name, rows))
-        numbers = {**summary(rows), **outcome.offline}
+        numbers = {**summary(rows), **outcome.offline, **outcome.finetune}
+        if "finetune_encoder" in numbers:  # the frozen number to set the fine-tuned one against
+            frozen = f"offline_logreg_top1_{numbers['finetune_encoder']}"
+            numbers["frozen_logreg_top1"] = numbers.get(frozen)
         report.rows.append(
             run_row(spec.name, outcome.status, outcome.wall_time_s or None, spec.seed, **numbers)
         )
+        if "finetune_error" in outcome.finetune:
+            seed = f" seed {spec.seed}" if spec.seed is not None else ""
+            report.failures.append(
+                f"**{spec.name}**{seed} fine-tuning {outcome.finetune['finetune_error']} "
+                f"(log: `{out / folder_name(spec) / 'finetune' / 'train.log'}`)"
+            )
         if outcome.status != "ok":
             log = f" (log: `{outcome.log_path}`)" if outcome.log_path else ""
             seed = f" seed {spec.seed}" if spec.seed is not None else ""

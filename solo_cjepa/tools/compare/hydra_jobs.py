@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from solo_cjepa.errors import ConfigError
+from solo_cjepa.tools.compare.finetuning import FineTuning
 from solo_cjepa.tools.compare.launchers import Job, Launcher
 from solo_cjepa.tools.compare.runner import ProgressLine, RunSpec
 
@@ -103,7 +104,9 @@ def run_job(job: Job) -> None:
 def main(cfg: DictConfig) -> None:
     record = json.loads(Path(cfg.jobs_file).read_text())[cfg.job]
     spec = RunSpec(**{**record["spec"], "overrides": tuple(record["spec"]["overrides"])})
-    run_job(Job(spec, record["command"], Path(record["folder"]), record["max_time_s"]))
+    finetuning = record.get("finetuning")
+    finetuning = FineTuning(**finetuning) if finetuning else None
+    run_job(Job(spec, record["command"], Path(record["folder"]), record["max_time_s"], finetuning))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, TextIO
 
+from solo_cjepa.tools.compare.finetuning import FineTuning
 from solo_cjepa.tools.compare.runner import ProgressLine, RunSpec
 
 # submitit_local: the slurm path on this machine (submitit's local executor), to try it out
@@ -16,12 +17,14 @@ LAUNCHERS = ("local", "joblib", "slurm", "submitit_local")
 
 @dataclass(frozen=True)
 class Job:
-    """One run: its spec, the training command, its folder and its time budget (seconds)."""
+    """One run: its spec, the training command, its folder, its time budget (seconds) and, with
+    ``--finetune``, the fine-tuning that follows."""
 
     spec: RunSpec
     command: Sequence[str]
     folder: Path
     max_time_s: Optional[float] = None
+    finetuning: Optional[FineTuning] = None
 
     @property
     def label(self) -> str:

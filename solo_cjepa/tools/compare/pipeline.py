@@ -21,6 +21,7 @@ from solo_cjepa.launch.data.holdout import scored_split
 from solo_cjepa.launch.run import build_method
 from solo_cjepa.tools.compare.collect import build_report, rebuild
 from solo_cjepa.tools.compare.configs import compose_run, config_dir
+from solo_cjepa.tools.compare.finetuning import FineTuning, finetune
 from solo_cjepa.tools.compare.launchers import Job, Launcher, dispatch
 from solo_cjepa.tools.compare.presets import folder_name, with_seeds
 from solo_cjepa.tools.compare.records import save_floors, save_outcome, save_plan
@@ -75,6 +76,7 @@ class Plan:
     overrides: Sequence[str] = ()  # a preset's, then the user's
     seeds: Optional[Sequence[int]] = None  # None: once, with the configs' seed
     launcher: Launcher = field(default_factory=Launcher)
+    finetuning: Optional[FineTuning] = None  # --finetune: after each run's pretraining
     title: str = "Side-by-side comparison"
     command: str = ""
 
@@ -97,7 +99,7 @@ def per_run_minutes(
     return left / runs / 60
 
 
-def _scores(numbers: Dict[str, object]) -> str:
+def scores_text(numbers: Dict[str, object]) -> str:
     """Each encoder's offline top-1s, once for encoders with the same numbers (a floor's)."""
     encoders_of: Dict[str, List[str]] = {}
     for e in ENCODERS:
@@ -108,13 +110,19 @@ def _scores(numbers: Dict[str, object]) -> str:
     return f"offline logreg / kNN {'; '.join(scores)}" if scores else ""
 
 
+def finetuned_text(numbers: Dict[str, object]) -> str:
+    if "finetune_top1" in numbers:
+        return f", fine-tuned {numbers['finetune_top1']:.1f} ({numbers['finetune_encoder']})"
+    return f", fine-tuning {numbers['finetune_error']}" if "finetune_error" in numbers else ""
+
+
 def _timed_evaluation(features, loaders) -> Tuple[Dict[str, float], float]:
     start = time.monotonic()
     result = evaluate(features, loaders)
     return result, time.monotonic() - start
 
 
-def _floors(
+def floor_rows(
     cfg: DictConfig, seeds: Optional[Sequence[int]]
 ) -> Tuple[List[Dict[str, object]], Optional[float]]:
     """Rows for raw pixels and the untrained ViT of the first run's config, and the seconds one
@@ -143,7 +151,7 @@ def _floors(
     return rows, eval_s
 
 
-def _offline(run_dir: Path) -> Dict[str, object]:
+def offline_numbers(run_dir: Path) -> Dict[str, object]:
     """The run's record of its offline evaluation: every encoder's numbers, the method that
     trained it (which random-init floor it started from) and the split they were scored on."""
     model, cfg = load_method(run_dir)
@@ -158,20 +166,35 @@ def _offline(run_dir: Path) -> Dict[str, object]:
 
 def execute(job: Job, line: ProgressLine) -> RunOutcome:
     """One run end to end, wherever a launcher put it: training (:func:`runner.run`), the offline
-    evaluation of its checkpoint, and its record in its folder for the report."""
+    evaluation of its checkpoint, with ``--finetune`` its fine-tuning, and its record in its
+    folder for the report."""
     outcome = run(job.spec, job.command, job.folder, job.max_time_s, line)
     if outcome.ok:
         line.update(f"trained in {format_duration(outcome.wall_time_s)}; offline evaluation")
         try:
-            outcome.offline = _offline(outcome.run_dir)
+            outcome.offline = offline_numbers(outcome.run_dir)
         except Exception as err:  # the run's metrics still make a row
             outcome.status = "ok; offline evaluation failed"
             outcome.error = f"{type(err).__name__}: {err}"
+    if job.finetuning is not None and outcome.run_dir is not None and outcome.status == "ok":
+        save_outcome(job.folder, outcome)  # the frozen numbers are kept whatever follows
+        line.update("fine-tuning")
+        outcome.finetune = finetune(job.finetuning, job.spec, job.folder, outcome.run_dir, line)
     save_outcome(job.folder, outcome)
     done = f"{outcome.status} in {format_duration(outcome.wall_time_s)}"
-    done += f", {_scores(outcome.offline)}" if outcome.offline else ""
+    done += f", {scores_text(outcome.offline)}" if outcome.offline else ""
+    done += finetuned_text(outcome.finetune)
     line.finish(done + (f": {outcome.error}" if outcome.error else ""))
     return outcome
+
+
+def finetuning_setting(finetuning: Optional[FineTuning]) -> str:
+    if finetuning is None:
+        return "none"
+    epochs = "its max_epochs" if finetuning.epochs is None else f"{finetuning.epochs} epochs"
+    overrides = " ".join(f"`{o}`" for o in finetuning.overrides)
+    config = f"{Path(finetuning.config_dir).name}/finetune.yaml"
+    return f"{config}, {epochs}" + (f", {overrides}" if overrides else "")
 
 
 def _settings(plan: Plan, minutes: Optional[float]) -> Dict[str, str]:
@@ -189,6 +212,7 @@ def _settings(plan: Plan, minutes: Optional[float]) -> Dict[str, str]:
         "seeds": " ".join(map(str, plan.seeds)) if plan.seeds else "the configs' seed",
         "launcher": plan.launcher.describe(),
         "overrides": " ".join(f"`{o}`" for o in plan.overrides) or "none",
+        "fine-tuning": finetuning_setting(plan.finetuning),
         "command": f"`{plan.command}`" if plan.command else "",
         "machine": f"{device}, torch {torch.__version__}",
     }
@@ -229,12 +253,12 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
         file=stream,
         flush=True,
     )
-    floors, eval_s = _floors(cfgs[0], plan.seeds)
+    floors, eval_s = floor_rows(cfgs[0], plan.seeds)
     save_floors(plan.out, floors)
     for row in floors:
         seed = f" seed {row['seed']}" if row.get("seed") is not None else ""
         print(
-            f"[floors] {row['method']}{seed}: {_scores(row) or row['status']}",
+            f"[floors] {row['method']}{seed}: {scores_text(row) or row['status']}",
             file=stream,
             flush=True,
         )
@@ -268,6 +292,7 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
             ],
             folder,
             minutes and minutes * 60,
+            plan.finetuning,
         )  # fmt: skip
         for spec, folder in zip(specs, folders)
     ]

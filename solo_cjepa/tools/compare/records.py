@@ -95,6 +95,7 @@ def save_outcome(folder: Path, outcome: RunOutcome) -> None:
         "log_path": _relative(outcome.log_path, out),
         "error": outcome.error,
         "offline": outcome.offline,
+        "finetune": outcome.finetune,
     }
     _write_json(folder / RUN, record)
 
@@ -117,4 +118,5 @@ def load_outcome(out: Path, spec: RunSpec) -> RunOutcome:
         log_path=path(record["log_path"]),
         error=record["error"],
         offline=upgraded(record["offline"]),
+        finetune=record.get("finetune", {}),  # records from before --finetune have none
     )

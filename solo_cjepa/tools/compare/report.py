@@ -1,7 +1,7 @@
 """The comparison table, as ``report.csv`` (one row per run and per floor, raw numbers, and with
 several seeds each entry's mean, std and 95 % confidence interval) and as ``report.md`` (rounded,
-mean ± interval: the runs, the offline evaluation of each encoder, the paired differences, the
-protocol, failures and figures).
+mean ± interval: the runs, the offline evaluation of each encoder, its low-shot probes, the
+fine-tuning, the paired differences, the protocol, failures and figures).
 """
 
 import csv
@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from solo_cjepa.tools.compare.runner import format_duration
 from solo_cjepa.tools.compare.stats import Summary, paired_difference, summarise
+from solo_cjepa.tools.low_shot import LowShot, metric_name
 
 # The offline evaluation's numbers, one set per encoder: a row holds ``<metric>_<encoder>``.
 ENCODERS = ("target", "context")
@@ -19,8 +20,19 @@ OFFLINE_METRICS = (
     ("offline_knn_top1", "offline kNN top-1"),
     ("feature_rank", "effective rank"),
 )
-# offline key -> (metric, encoder)
-OFFLINE_KEYS = {f"{m}_{e}": (m, e) for e in ENCODERS for m, _ in OFFLINE_METRICS}
+# The comparison's low-shot probes (the evaluation's default settings), and each one's spread
+# over its label draws (report.csv only).
+LOW_SHOT_METRICS = tuple(
+    (metric_name(s), f"logreg {f'{100 * f:g} %' if f else s.replace('shot', '-shot')}")
+    for s, f in LowShot().settings().items()
+)
+LOW_SHOT_SPREADS = tuple((f"{m}_std", f"{name}, std over draws") for m, name in LOW_SHOT_METRICS)
+# what a record holds of each encoder
+RECORDED_METRICS = (*OFFLINE_METRICS, *LOW_SHOT_METRICS, *LOW_SHOT_SPREADS)
+# offline accuracy or rank key -> (metric, encoder)
+OFFLINE_KEYS = {
+    f"{m}_{e}": (m, e) for e in ENCODERS for m, _ in (*OFFLINE_METRICS, *LOW_SHOT_METRICS)
+}
 
 # (csv column, markdown header, digits); None digits: text
 METHOD, STATUS = ("method", "method", None), ("status", "status", None)
@@ -41,7 +53,29 @@ OFFLINE_COLUMNS = (
     *((f"{m}_{e}", f"{e}: {header}", 1) for e in ENCODERS for m, header in OFFLINE_METRICS),
     ("split", "offline split", None),
 )
-COLUMNS = (*RUN_COLUMNS[:-1], *OFFLINE_COLUMNS[1:], STATUS)
+LOW_SHOT_COLUMNS = (
+    METHOD,
+    *((f"{m}_{e}", f"{e}: {header}", 1) for e in ENCODERS for m, header in LOW_SHOT_METRICS),
+)
+LOW_SHOT_SPREAD_COLUMNS = tuple(
+    (f"{m}_{e}", f"{e}: {header}", 2) for e in ENCODERS for m, header in LOW_SHOT_SPREADS
+)
+FINETUNE_COLUMNS = (
+    METHOD,
+    ("finetune_encoder", "fine-tuned encoder", None),
+    ("frozen_logreg_top1", "frozen: offline logreg top-1", 1),
+    ("finetune_top1", "fine-tuned top-1", 1),
+    ("finetune_epochs", "fine-tuning epochs", 2),
+    ("finetune_wall_time_s", "fine-tuning time", "duration"),
+)
+BASE_COLUMNS = (*RUN_COLUMNS[:-1], *OFFLINE_COLUMNS[1:], STATUS)
+COLUMNS = (
+    *BASE_COLUMNS[:-1],
+    *LOW_SHOT_COLUMNS[1:],
+    *LOW_SHOT_SPREAD_COLUMNS,
+    *FINETUNE_COLUMNS[1:],
+    STATUS,
+)
 NUMBERS = tuple(key for key, _, digits in COLUMNS if digits is not None)
 # what the paired difference is taken of
 ACCURACIES = (
@@ -49,6 +83,7 @@ ACCURACIES = (
     "online_linear_top1",
     "online_linear_top1_target",
     "online_knn_top1",
+    "finetune_top1",
 )
 CSV_COLUMNS = ("method", "seed", *(key for key, _, _ in COLUMNS[1:]))
 OK = ("ok", "floor")
@@ -56,7 +91,7 @@ OK = ("ok", "floor")
 
 def encoder_numbers(encoder: str, scores: Dict[str, float]) -> Dict[str, float]:
     """An offline evaluation's ``scores`` as the numbers of ``encoder`` in a row."""
-    return {f"{m}_{encoder}": scores[m] for m, _ in OFFLINE_METRICS if m in scores}
+    return {f"{m}_{encoder}": scores[m] for m, _ in RECORDED_METRICS if m in scores}
 
 
 def floor_numbers(scores: Dict[str, float]) -> Dict[str, float]:
@@ -142,7 +177,8 @@ def markdown_table(rows: Sequence[Dict[str, object]], columns: Sequence[Tuple] =
 
 
 def per_seed_table(rows: Sequence[Dict[str, object]]) -> str:
-    keys = [c for c in COLUMNS if c[0] != "split"]
+    """Each run's row of the run and offline columns (the rest: report.csv)."""
+    keys = [c for c in BASE_COLUMNS if c[0] != "split"]
     lines = [
         "| " + " | ".join(["method", "seed", *(h for _, h, _ in keys[1:])]) + " |",
         "|" + "|".join("---" for _ in range(len(keys) + 1)) + "|",
@@ -268,6 +304,19 @@ OFFLINE_INTRO = (
     "protocol below); a floor's numbers serve both."
 )
 
+LOW_SHOT_INTRO = (
+    "The offline logistic regression fitted on few of the training labels: 1 % and 10 % of them, "
+    "and 1, 5 and 10 images per class, always as many of each class; each the mean over "
+    f"{LowShot().draws} draws of the labelled images (the same draws for every run and encoder), "
+    "scored on the offline split. report.csv also has each run's std over its draws."
+)
+FINETUNE_INTRO = (
+    "Each run's evaluated encoder (target for C-JEPA/I-JEPA, context otherwise) trained with a "
+    "linear classifier on all training labels (`main_linear.py finetune=True`, the same budget "
+    "for every run), top-1 on the offline split after the last epoch; next to it the same "
+    "encoder's frozen-feature logistic regression from the table above."
+)
+
 PROTOCOL = """\
 - **online linear / kNN top-1**: solo-learn's online probes, trained and scored during
   pretraining on the full validation set at each epoch end (last value shown). They read solo's
@@ -286,6 +335,17 @@ PROTOCOL = """\
   evaluated: *target*, the EMA encoder (`momentum_backbone`; C-JEPA's and I-JEPA's, the one
   I-JEPA evaluates; BYOL's momentum encoder), and *context*, solo's online `backbone` (what
   `main_linear.py` loads; VICReg's only encoder).
+- **low-shot logreg**: the same logistic regression (standardised by the labelled subset, C = 1)
+  fitted on a class-balanced subset of the training labels: a share of them (1 %, 10 %: that
+  share of the training set split evenly over the classes) or k images per class (1, 5, 10).
+  Each setting is drawn three times (draw d: a random order of each class from seed d, the same
+  for every run and encoder, so the subsets are shared and a paired difference compares like
+  with like; a setting takes the first images of each class, so a draw's smaller subsets lie in
+  its larger ones); a cell is the mean over the draws (then over seeds, ± the interval).
+- **fine-tuned top-1** (`--finetune`): the run's evaluated encoder and a linear classifier
+  trained together on all training labels by solo-learn's `LinearModel` (`finetune=True`,
+  `scripts/linear/<dataset>/finetune.yaml`: its optimiser, augmentation and schedule) for
+  `--finetune-epochs` epochs, validated on the offline split; the last epoch's `val_acc1`.
 - **effective rank**: RankMe (exp of the entropy of the normalised singular values) of the
   validation features used offline; **peak mem**: the training process's peak RSS (CUDA: peak
   allocated GPU memory); **train img/s**: images (not crops) per second of training batches,
@@ -313,6 +373,12 @@ PROTOCOL = """\
 """
 
 
+def _have(rows: Sequence[Dict[str, object]], columns: Sequence[Tuple]) -> bool:
+    """Whether any row has a number in ``columns`` (records from before them have none)."""
+    keys = [key for key, _, digits in columns if digits is not None]
+    return any(row.get(key) not in (None, "") for row in rows for key in keys)
+
+
 def write_report(report: Report, out: Path) -> None:
     """Writes ``out/report.csv`` and ``out/report.md``."""
     with open(out / "report.csv", "w", newline="") as f:
@@ -326,6 +392,12 @@ def write_report(report: Report, out: Path) -> None:
     parts += ["", markdown_table(report.rows, RUN_COLUMNS), ""]
     parts += ["## Offline evaluation", "", OFFLINE_INTRO, ""]
     parts += [markdown_table(report.rows, OFFLINE_COLUMNS), ""]
+    if _have(report.rows, LOW_SHOT_COLUMNS):
+        parts += ["## Low-shot linear probes", "", LOW_SHOT_INTRO, ""]
+        parts += [markdown_table(report.rows, LOW_SHOT_COLUMNS), ""]
+    if _have(report.rows, FINETUNE_COLUMNS):
+        parts += ["## Fine-tuning", "", FINETUNE_INTRO, ""]
+        parts += [markdown_table(report.rows, FINETUNE_COLUMNS), ""]
     for pair in report.pairs:
         parts += differences_section(report.rows, pair)
     if any(row.get("seed") is not None for row in report.rows):

@@ -39,6 +39,7 @@ class RunOutcome:
     log_path: Optional[Path] = None
     error: str = ""
     offline: Dict[str, Any] = field(default_factory=dict)  # offline evaluation and its encoder
+    finetune: Dict[str, Any] = field(default_factory=dict)  # --finetune: its top-1, encoder, time
 
     @property
     def ok(self) -> bool:
