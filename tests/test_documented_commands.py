@@ -171,7 +171,7 @@ def _unset(args: Iterable[str], sizes: Dict[str, str]) -> List[str]:
 
 
 def _data(data: Path) -> List[str]:
-    return [f"data.train_path={data}"]
+    return [f"data.train_path={data}", f"data.val_path={data}"]
 
 
 def tiny_fashion_mnist(root: Path) -> Path:
@@ -217,9 +217,11 @@ def test_every_command_line_is_placed_and_the_list_is_current():
         [classify(c) for c in commands_of(broken)]
 
 
-def test_documented_commands_run_and_a_broken_copy_fails(tmp_path):
+def test_documented_commands_run_and_a_broken_copy_fails(tmp_path, monkeypatch):
     """All runnable commands, plus a copy of the first pretraining command with a misspelt key,
     in one batch: the documented ones succeed, the broken copy is reported."""
+    # the commands run in another folder: they (and the comparison's runs) import this checkout
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     commands = [c for c in documented_commands() if classify(c) == "run"]
     pretrain = next(c for c in commands if "main_pretrain.py" in c and "<" not in c)
     broken = pretrain + " data.fracton=0.5"  # misspelt data.fraction
