@@ -248,7 +248,10 @@ for script, args, cwd in cases:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            runpy.run_path(script, run_name="__main__")
+            if script.startswith("-m "):  # python -m <module>
+                runpy.run_module(script[3:], run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(script, run_name="__main__")
             code = 0
         except SystemExit as exit:
             code = exit.code if isinstance(exit.code, int) else 1
@@ -260,18 +263,20 @@ json.dump(results, open(out, "w"))
 """
 
 
-def launch_many(cases, tmp_path: Path) -> List[dict]:
-    """Runs each ``(script, args, cwd)`` as ``python <script> <args>`` would, one after another in
-    a single fresh interpreter (a launch costs seconds of imports), and returns each one's exit
-    code and stderr. Meant for launches that stop before training: a run that trains leaves
-    state (seeds, Lightning's globals) a later case would inherit."""
+def launch_many(cases, tmp_path: Path, timeout_s: float = 600) -> List[dict]:
+    """Runs each ``(script, args, cwd)`` as ``python <script> <args>`` would (``script`` a file
+    of the repo, or ``-m <module>`` for ``python -m <module>``), one after another in a single
+    fresh interpreter (a launch costs seconds of imports), and returns each one's exit code and
+    stderr. A run that trains leaves state (seeds, Lightning's globals) a later case inherits:
+    fine for smoke runs, not for comparing runs step by step."""
     spec, out = tmp_path / "launch_cases.json", tmp_path / "launch_results.json"
-    spec.write_text(json.dumps([[str(REPO / s), list(a), str(c)] for s, a, c in cases]))
+    scripts = [s if s.startswith("-m ") else str(REPO / s) for s, _, _ in cases]
+    spec.write_text(json.dumps([[s, list(a), str(c)] for s, (_, a, c) in zip(scripts, cases)]))
     run = subprocess.run(
         [sys.executable, "-c", _LAUNCH_MANY, str(spec), str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.read_text())
