@@ -13,6 +13,7 @@ from lightning.pytorch import Trainer
 from omegaconf import OmegaConf
 from solo.args.pretrain import parse_cfg
 
+from solo_cjepa.health import COLLAPSE_DEFAULTS
 from solo_cjepa.method import CJEPA
 
 READ = re.compile(r'omegaconf_select\(\s*\w+,\s*f?"([\w.]+)"')
@@ -20,6 +21,8 @@ ROW = re.compile(r"^\| `([\w.]+)` \| [^|]+ \| `([^`]+)`")
 # Read by the plugin and by solo-learn too, but not through a literal omegaconf_select in solo's
 # package: config nodes, and keys solo-learn's own main_pretrain.py reads (not installed).
 SOLO_KEYS_READ_ELSEWHERE = {"augmentations", "momentum", "data.num_workers", "data.train_path"}
+# Config nodes the launchers fill key by key from a dict of defaults (documented per key).
+NODES = {"health": COLLAPSE_DEFAULTS}
 
 
 def documented() -> dict:
@@ -50,7 +53,16 @@ def test_table_lists_every_key_the_plugin_adds():
     trainer_flags = set(inspect.signature(Trainer.__init__).parameters)
     added = plugin - solo_reads - trainer_flags - SOLO_KEYS_READ_ELSEWHERE
     added |= {f"method_kwargs.{key}" for key in method_defaults()}
+    for node, defaults in NODES.items():
+        added = added - {node} | {f"{node}.{key}" for key in defaults}
     assert set(documented()) == added
+
+
+def test_node_defaults_in_the_table_are_the_launchers():
+    table = documented()
+    for node, defaults in NODES.items():
+        for key, value in defaults.items():
+            assert yaml.safe_load(table[f"{node}.{key}"]) == value, key
 
 
 def test_method_defaults_in_the_table_are_the_methods():
