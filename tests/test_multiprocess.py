@@ -6,6 +6,7 @@ time (no hang), and no process outlives a launch."""
 
 import csv
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -213,3 +214,40 @@ def test_a_stalled_process_ends_the_run_with_one_line(tmp_path):
         "another process stalled or died (its own error, if any, is above); no checkpoint was "
         "written yet"
     )
+
+
+def test_the_hang_guard_ends_its_processes_without_lightnings_observer_killing_it(tmp_path):
+    """After a collective's timeout the guard kills and reaps the processes the launcher started;
+    Lightning's observer, which polls the launcher's list of them, must then find nothing to
+    avenge: run over a list with a killed child, it SIGKILLs the main process (here a stand-in),
+    which turned the run's exit status 1 into -9 whenever the error path took over its 5 s poll."""
+    from types import SimpleNamespace
+
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+    from omegaconf import OmegaConf
+
+    from solo_cjepa.errors import RunError
+    from solo_cjepa.launch.hang_guard import stalled_collectives
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
+    child, stand_in = subprocess.Popen(sleep), subprocess.Popen(sleep)
+    try:
+        launcher = SimpleNamespace(procs=[child])
+        observer = _ChildProcessObserver(main_pid=stand_in.pid, child_processes=launcher.procs)
+        trainer = SimpleNamespace(
+            world_size=2,
+            global_rank=0,
+            strategy=SimpleNamespace(launcher=launcher),
+            callbacks=[],
+            ckpt_path=None,
+        )
+        with pytest.raises(RunError, match="ddp_timeout_minutes=0.5"):
+            with stalled_collectives(OmegaConf.create({"ddp_timeout_minutes": 0.5}), trainer):
+                raise RuntimeError("[gloo] Timed out waiting 30000ms for recv operation")
+        assert child.returncode == -9  # killed and reaped: no zombie, no process left
+        assert observer._run()  # the observer is done...
+        assert stand_in.poll() is None  # ...and spared the main process
+    finally:
+        for proc in (child, stand_in):
+            proc.kill()
+            proc.wait()

@@ -37,6 +37,19 @@ def strategy(cfg: DictConfig) -> Union[str, Strategy]:
     return DDPStrategy(find_unused_parameters=False, timeout=ddp_timeout(cfg))
 
 
+def _end_started_processes(launcher: object) -> None:
+    """Kills and reaps the processes Lightning's script launcher started, and forgets them
+    first: its observer thread, polling that same list, would otherwise see their exit status
+    and SIGKILL this process too, before it can print its error and exit 1."""
+    started = list(getattr(launcher, "procs", None) or ())
+    if not started:
+        return
+    launcher.procs.clear()
+    for proc in started:
+        proc.send_signal(signal.SIGKILL)  # SIGTERM does not end a process blocked in a collective
+        proc.wait()
+
+
 @contextlib.contextmanager
 def stalled_collectives(cfg: DictConfig, trainer: Trainer) -> Iterator[None]:
     """Turns a collective's timeout in a multi-process ``trainer`` into a :class:`RunError`
@@ -47,9 +60,7 @@ def stalled_collectives(cfg: DictConfig, trainer: Trainer) -> Iterator[None]:
     except RuntimeError as err:  # torch.distributed.DistBackendError included
         if trainer.world_size == 1 or not any(w in str(err).lower() for w in TIMEOUT_WORDS):
             raise
-        launcher = trainer.strategy.launcher
-        if launcher is not None and hasattr(launcher, "kill"):
-            launcher.kill(signal.SIGKILL)
+        _end_started_processes(trainer.strategy.launcher)
         minutes = ddp_timeout(cfg).total_seconds() / 60
         raise RunError(
             f"process {trainer.global_rank} of {trainer.world_size} waited longer than "
