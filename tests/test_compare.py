@@ -65,7 +65,10 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
     assert main([*argv, "--", *overrides]) == 0
 
     rows = read_report(out)
-    assert list(rows) == ["cjepa", "vicreg", "raw pixels", "random init (vit_nano)"]
+    # each method's own untrained ViT (C-JEPA's has fixed positions, VICReg's learned ones)
+    floors = ["random init (vit_nano, cjepa)", "random init (vit_nano, vicreg)"]
+    assert list(rows) == ["cjepa", "vicreg", "raw pixels", *floors]
+    assert rows[floors[0]]["feature_rank_context"] != rows[floors[1]]["feature_rank_context"]
     for name in ("cjepa", "vicreg"):
         row = rows[name]
         assert row["status"] == "ok" and float(row["epochs"]) == 1.0
@@ -77,7 +80,7 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
     assert (
         rows["cjepa"]["offline_knn_top1_target"] and not rows["vicreg"]["offline_knn_top1_target"]
     )
-    for floor in ("raw pixels", "random init (vit_nano)"):
+    for floor in ("raw pixels", *floors):
         for metric in ("offline_logreg_top1", "offline_knn_top1", "feature_rank"):
             assert rows[floor][f"{metric}_target"] == rows[floor][f"{metric}_context"] != ""
     assert {row["split"] for row in rows.values()} == {"test"}  # no data.holdout
@@ -88,7 +91,7 @@ def test_two_methods_give_report_table_and_plots(tmp_path, capsys):
     assert rows["raw pixels"]["status"] == "floor"
 
     report = (out / "report.md").read_text()
-    assert "| cjepa | 1.00 |" in report and "random init (vit_nano)" in report
+    assert "| cjepa | 1.00 |" in report and "random init (vit_nano, vicreg)" in report
     assert "| method | target: offline logreg top-1 | target: offline kNN top-1 |" in report
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} == {

@@ -123,28 +123,37 @@ def _timed_evaluation(features, loaders) -> Tuple[Dict[str, float], float]:
 
 
 def floor_rows(
-    cfg: DictConfig, seeds: Optional[Sequence[int]]
+    cfgs: Sequence[DictConfig], seeds: Optional[Sequence[int]]
 ) -> Tuple[List[Dict[str, object]], Optional[float]]:
-    """Rows for raw pixels and the untrained ViT of the first run's config, and the seconds one
-    ViT evaluation took. The ViT has the initial weights of that run (same seed as its launcher);
-    with ``seeds``, one row per seed: each seed's runs start from that seed's untrained ViT. A
-    floor's numbers count for both encoders."""
-    name = f"random init ({cfg.backbone.name})"
-    split = scored_split(cfg.data)
+    """Rows for raw pixels (the first config's data) and for the untrained ViT of each SSL method
+    among ``cfgs`` (its first config's initial weights, same seed as its launcher), and the
+    seconds one ViT evaluation took. With ``seeds``, one row per seed: each seed's runs start
+    from that seed's untrained ViT. Methods build their ViTs differently (C-JEPA's fixed
+    positions), so with several methods each gets its own, named after it. A floor's numbers
+    count for both encoders."""
+    first_of = {}
+    for cfg in cfgs:
+        first_of.setdefault(cfg.method, cfg)
+    split = scored_split(cfgs[0].data)
+    eval_s = None
     try:
-        loaders = eval_loaders(cfg)
+        loaders = eval_loaders(cfgs[0])
         pixels, pixel_s = _timed_evaluation(flat_pixels, loaders)
         rows = [run_row("raw pixels", "floor", pixel_s, split=split, **floor_numbers(pixels))]
-        for seed in seeds or [None]:
-            seeded = cfg.copy()
-            seeded.seed = cfg.seed if seed is None else seed
-            torch.manual_seed(seeded.seed)
-            # a momentum method's target encoder starts as a copy of the context encoder, so
-            # one evaluation is the floor of both
-            untrained = encoder_of(build_method(seeded), "context")
-            random_init, eval_s = _timed_evaluation(untrained, loaders)
-            numbers = {"ssl_method": cfg.method, "split": split, **floor_numbers(random_init)}
-            rows.append(run_row(name, "floor", eval_s, seed, **numbers))
+        for method, cfg in first_of.items():
+            name = f"random init ({cfg.backbone.name}" + (
+                f", {method})" if len(first_of) > 1 else ")"
+            )
+            for seed in seeds or [None]:
+                seeded = cfg.copy()
+                seeded.seed = cfg.seed if seed is None else seed
+                torch.manual_seed(seeded.seed)
+                # a momentum method's target encoder starts as a copy of the context encoder,
+                # so one evaluation is the floor of both
+                untrained = encoder_of(build_method(seeded), "context")
+                random_init, eval_s = _timed_evaluation(untrained, loaders)
+                numbers = {"ssl_method": method, "split": split, **floor_numbers(random_init)}
+                rows.append(run_row(name, "floor", eval_s, seed, **numbers))
     except Exception as err:  # a floor must not stop the comparison
         failed = f"failed: {type(err).__name__}: {err}"
         return [run_row("raw pixels", failed, None), run_row("random init", failed, None)], None
@@ -249,11 +258,11 @@ def run_comparison(plan: Plan, stream: Optional[TextIO] = None) -> Report:
             checked.add(spec.name)
             build_method(cfg)
     print(
-        f"[floors] evaluating raw pixels and the untrained {cfgs[0].backbone.name}",
+        f"[floors] evaluating raw pixels and each method's untrained {cfgs[0].backbone.name}",
         file=stream,
         flush=True,
     )
-    floors, eval_s = floor_rows(cfgs[0], plan.seeds)
+    floors, eval_s = floor_rows(cfgs, plan.seeds)
     save_floors(plan.out, floors)
     for row in floors:
         seed = f" seed {row['seed']}" if row.get("seed") is not None else ""

@@ -352,10 +352,11 @@ PROTOCOL = """\
   data loading included and validation excluded; **wall time**: the whole training process
   (floors: their evaluation).
 - **floors**: *raw pixels* = the same offline evaluation on the normalised input pixels;
-  *random init* = the same ViT, untrained (the first run's initial weights; with `--seeds`, one
-  per seed). An untrained ViT's target encoder is a copy of its context encoder, so one
-  evaluation gives both columns; each entry of the first run's method (the same initial
-  weights) gets its paired difference to it, per encoder.
+  *random init* = the same ViT, untrained (the initial weights of each SSL method's first run,
+  named after the method when several ran; with `--seeds`, one per seed). An untrained ViT's
+  target encoder is a copy of its context encoder, so one evaluation gives both columns; each
+  entry of a method (the same initial weights) gets its paired difference to that method's,
+  per encoder.
 - **figures**: accuracies against epochs and against wall-clock since training started; each
   run's self-supervised loss terms; the collapse monitors, std and effective rank of the
   evaluated encoder's features on 256 fixed validation images every `log_every_n_steps` steps

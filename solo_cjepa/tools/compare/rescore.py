@@ -1,6 +1,6 @@
 """``python -m solo_cjepa.compare rescore DIR``: a comparison's offline evaluation again, from each
 finished run's checkpoint, with this version's protocol (such as the low-shot probes), and the
-floors again from the first run's config; with ``--finetune`` each run's fine-tuning too. The runs'
+floors again from the runs' configs; with ``--finetune`` each run's fine-tuning too. The runs'
 records are rewritten and the report rebuilt; a run without a kept checkpoint keeps its record.
 """
 
@@ -35,17 +35,19 @@ from solo_cjepa.tools.compare.runner import ProgressLine, format_duration
 
 
 def _rescore_floors(out: Path, plan: dict, stream: TextIO) -> None:
-    """The floors of ``floor_rows`` on the config of the plan's first run, which the comparison
-    built them from (its ``args.json``: no checkpoint needed); kept as they are without it."""
+    """The floors of ``floor_rows`` on the configs of the plan's runs, which the comparison built
+    them from (their ``args.json``: no checkpoint needed); kept as they are without them."""
     specs = plan["runs"]
-    first = load_outcome(out, specs[0])
-    args = first.run_dir / "args.json" if first.run_dir is not None else None
-    if args is None or not args.is_file():
+    cfgs = []
+    for spec in specs:
+        run_dir = load_outcome(out, spec).run_dir
+        if run_dir is not None and (run_dir / "args.json").is_file():
+            cfgs.append(OmegaConf.create(json.loads((run_dir / "args.json").read_text())))
+    if not cfgs:
         print(f"[floors] kept: {folder_name(specs[0])} has no args.json", file=stream, flush=True)
         return
-    cfg = OmegaConf.create(json.loads(args.read_text()))
     seeds = list(dict.fromkeys(spec.seed for spec in specs))
-    rows, _ = floor_rows(cfg, None if seeds == [None] else seeds)
+    rows, _ = floor_rows(cfgs, None if seeds == [None] else seeds)
     save_floors(out, rows)
     for row in rows:
         seed = f" seed {row['seed']}" if row.get("seed") is not None else ""
