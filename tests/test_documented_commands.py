@@ -58,37 +58,14 @@ CANNOT_RUN_HERE = {
     "backbone.name=vit_huge backbone.kwargs.patch_size=14 data.train_path=<train> "
     "data.val_path=<val>": "ImageNet-100 and the released ViT-H weights (GBs)",
 }
-# Documented commands whose code paths their own tests run on tiny data, left out here for the
-# suite's time (each would add a run or an offline evaluation of its own).
-RUN_BY_THEIR_OWN_TESTS = {
-    "python -m solo_cjepa.evaluate trained_models/cjepa/<run>": "tests/test_compare_rescore.py",
-    "python -m solo_cjepa.evaluate trained_models/cjepa/<run> --encoder both --fractions 0.01 "
-    "0.05 --shots 1 2 5 --draws 5": "tests/test_compare_rescore.py",
-    "python -m solo_cjepa.evaluate trained_models/cjepa/<run> --no-low-shot": (
-        "tests/test_compare_rescore.py"
-    ),
-    "python main_linear.py --config-name finetune.yaml pretrained_feature_extractor=trained_models"
-    "/cjepa/<run> pretrained_encoder=target max_epochs=1 ++limit_train_batches=20": (
-        "tests/test_finetune.py"
-    ),
-    "python -m solo_cjepa.compare --methods cjepa ijepa --epochs 1 --finetune --finetune-epochs 1 "
-    "--out finetune-demo/ -- ++data.fraction=0.1 ++limit_train_batches=10": (
-        "tests/test_compare_rescore.py"
-    ),
-    "python -m solo_cjepa.compare rescore finetune-demo/": "tests/test_compare_rescore.py",
-    "python -m solo_cjepa.compare rescore finetune-demo/ --finetune --finetune-epochs 1": (
-        "tests/test_compare_rescore.py"
-    ),
-    "python main_pretrain.py --config-name cjepa.yaml max_epochs=1 +limit_train_batches=20 "
-    "+limit_val_batches=2 +log_every_n_steps=5": "tests/test_run_health.py",
+# Documented commands that show a stop: on the generated data (random pixels) the run may end
+# with this `error:` line instead of finishing (on Fashion-MNIST the untrained rank is about 5).
+DOCUMENTED_STOPS = {
     "python main_pretrain.py --config-name cjepa.yaml ++health.collapse=stop "
     "++health.collapse_rank=4 ++health.collapse_steps=10 max_epochs=1 +limit_train_batches=20 "
-    "+limit_val_batches=2 +log_every_n_steps=1": "tests/test_run_health.py",
-    "python main_pretrain.py --config-name cjepa.yaml ++health.collapse_rank=1000 "
-    "++health.collapse_steps=2 max_epochs=1 +limit_train_batches=3 +limit_val_batches=2 "
-    "+log_every_n_steps=1": "tests/test_run_health.py",
+    "+limit_val_batches=2 +log_every_n_steps=1": "error: the effective rank of the target "
+    "encoder stayed below health.collapse_rank=4 for health.collapse_steps=10 logged steps",
 }
-LISTED = {**CANNOT_RUN_HERE, **RUN_BY_THEIR_OWN_TESTS}
 # Lines of shell blocks that are not the plugin's commands (first words -> what they are).
 NOT_A_PLUGIN_COMMAND = {
     "pip install": "installation",
@@ -147,9 +124,8 @@ def _comment_start(line: str) -> int:
 
 
 def classify(command: str) -> str:
-    """``run`` (a plugin command to run here), ``listed`` (CANNOT_RUN_HERE,
-    RUN_BY_THEIR_OWN_TESTS) or ``other``."""
-    if command in LISTED:
+    """``run`` (a plugin command to run here), ``listed`` (CANNOT_RUN_HERE) or ``other``."""
+    if command in CANNOT_RUN_HERE:
         return "listed"
     words = command.split()
     if words[0] in ("python", "python3") and (
@@ -171,7 +147,7 @@ def sized(command: str, data: Path, run: str) -> Tuple[str, List[str]]:
     else:
         script, args = words[1], words[2:]
     if script == "-m solo_cjepa.compare":
-        if args[:1] == ["report"]:
+        if args[:1] in (["report"], ["rescore"]):  # a folder an earlier command wrote
             return script, args
         flags, overrides = (
             (args, [])
@@ -242,7 +218,7 @@ def test_every_command_line_is_placed_and_the_list_is_current():
     commands = documented_commands()
     kinds = {c: classify(c) for c in commands}
     assert sum(k == "run" for k in kinds.values()) >= 10
-    stale = [c for c in LISTED if c not in commands]
+    stale = [c for c in [*CANNOT_RUN_HERE, *DOCUMENTED_STOPS] if c not in commands]
     assert not stale, f"listed but no longer documented: {stale}"
     broken = "```bash\npython main_pretrian.py --config-name cjepa.yaml\n```\n"
     with pytest.raises(AssertionError, match="cannot place"):
@@ -262,6 +238,12 @@ def test_documented_commands_run_and_a_broken_copy_fails(tmp_path, monkeypatch):
     shutil.copytree(REPO / "docs" / "study", cwd / "docs" / "study")  # `report docs/study`
     data = tiny_fashion_mnist(tmp_path / "fashion-mnist")
     results = run_commands([*commands, broken], cwd, data)
-    failed = {c: r["stderr"][-1500:] for c, r in results.items() if r["code"] != 0 and c != broken}
+    failed = {
+        c: r["stderr"][-1500:]
+        for c, r in results.items()
+        if r["code"] != 0
+        and c != broken
+        and not (c in DOCUMENTED_STOPS and DOCUMENTED_STOPS[c] in r["stderr"])
+    }
     assert not failed, "\n\n".join(f"{c}\n{tail}" for c, tail in failed.items())
     assert results[broken]["code"] != 0 and "fracton" in results[broken]["stderr"]
