@@ -16,14 +16,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bench.__main__ import cpu_name
-from solo_cjepa.launch.checkpoints.loading import encoder_of
-from solo_cjepa.launch.run import build_method
+from solo_cjepa.launch.run import untrained_encoder
 from solo_cjepa.monitors import effective_rank
 from solo_cjepa.tools.compare.configs import compose_run
 from solo_cjepa.tools.offline_eval import (
     Labelled,
     eval_loaders,
-    evaluated_encoder,
     extract_features,
     flat_pixels,
     knn_top1,
@@ -106,8 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     loaders = eval_loaders(cfg)
     bench_one("raw pixels", flat_pixels, loaders, device, args.sklearn_iter)
-    torch.manual_seed(cfg.seed)
-    encoder = encoder_of(build_method(cfg), evaluated_encoder(cfg.method)).to(device).eval()
+    encoder = untrained_encoder(cfg).to(device).eval()
     bench_one(f"random init ({cfg.backbone.name})", encoder, loaders, device, args.sklearn_iter)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

@@ -1,12 +1,15 @@
 """The benchmark scripts run on a tiny configuration, and their reference pieces are right (I-JEPA's
 mask loop, the memory counter); no timing is asserted."""
 
+import json
 import re
 
 import pytest
 import torch
 import yaml
-from cjepa_helpers import fashion_mnist_dir
+from cjepa_helpers import compose_config, fashion_mnist_dir, fast_overrides, run_dirs
+from lightning.pytorch import Callback
+from omegaconf import OmegaConf
 
 from bench import __main__ as bench_all
 from bench import compile as bench_compile
@@ -15,6 +18,7 @@ from bench import loop as bench_loop
 from bench.masks import IJEPAMaskLoop
 from bench.memory import PeakMemory
 from bench.methods import RECIPES, build, parse_spec
+from solo_cjepa.launch.run import pretrain, untrained_encoder
 
 
 @pytest.fixture
@@ -167,3 +171,43 @@ def test_offline_evaluation_benchmark_runs_on_a_tiny_config(tmp_path, capsys):
     offline_eval.main(["--dataset", "custom", "--sklearn-iter", "5", *tiny_overrides(tmp_path)])
     out = capsys.readouterr().out
     assert_figures(out, "raw pixels: 40+10 x", "scikit-learn logreg", "faster")
+
+
+class InitialWeights(Callback):
+    """The context encoder's weights before the first optimiser step."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.state = {k: v.clone() for k, v in pl_module.backbone.state_dict().items()}
+
+
+def test_epoch_curve_starts_from_the_runs_own_initial_weights(tmp_path, capsys, one_thread):
+    from bench import epoch_curve
+
+    data = fashion_mnist_dir(tmp_path)
+    overrides = fast_overrides(tmp_path / "models") + [
+        f"data.train_path={data}",
+        f"data.val_path={data}",
+        "max_epochs=2",
+        "checkpoint.keep_prev=True",
+    ]
+    initial = InitialWeights()
+    pretrain(compose_config("pretrain", "fashion-mnist", "cjepa", overrides), callbacks=[initial])
+    (run,) = run_dirs(tmp_path / "models", "cjepa")
+    assert [epoch for epoch, _ in epoch_curve.epoch_checkpoints(run)] == [1, 2]
+
+    # epoch 0 is the run's untrained ViT, rebuilt from its args.json alone
+    cfg = OmegaConf.create(json.loads((run / "args.json").read_text()))
+    rebuilt = untrained_encoder(cfg).state_dict()
+    assert rebuilt.keys() == initial.state.keys()
+    assert all(torch.equal(rebuilt[k], initial.state[k]) for k in rebuilt)
+
+    points = epoch_curve.main([str(run), "--labels", "tiny", "--out", str(tmp_path / "curve")])
+    assert [(p["encoder"], p["epoch"]) for p in points] == [
+        ("-", 0),
+        ("init", 0),
+        ("target", 1),
+        ("target", 2),
+    ]
+    assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == points
+    assert (tmp_path / "curve" / "curve.png").stat().st_size > 0
+    assert_figures(capsys.readouterr().out, "raw pixels", "tiny", "logreg")

@@ -34,6 +34,7 @@ import solo_cjepa  # noqa: F401  (registers cjepa and the small ViTs)
 from solo_cjepa.errors import ConfigError, note
 from solo_cjepa.launch.checkpoints.atomic_checkpoint_io import AtomicCheckpointIO
 from solo_cjepa.launch.checkpoints.loading import (
+    encoder_of,
     initialise_from,
     load_pretrained_backbone,
     read_checkpoint,
@@ -89,6 +90,13 @@ def build_method(cfg: DictConfig) -> LightningModule:
     if init_from is not None:
         initialise_from(model, init_from)
     return model
+
+
+def untrained_encoder(cfg: DictConfig) -> nn.Module:
+    """The encoder a run of ``cfg`` starts from: its method built after seeding with ``cfg.seed``,
+    as :func:`pretrain` builds it (a momentum method's target starts as a copy of it)."""
+    seed_everything(cfg.seed)
+    return encoder_of(build_method(cfg), "context")
 
 
 def _new_run_name(logdir: str) -> str:

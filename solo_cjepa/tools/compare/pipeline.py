@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from solo_cjepa.errors import ConfigError
 from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method
 from solo_cjepa.launch.data.holdout import scored_split
-from solo_cjepa.launch.run import build_method
+from solo_cjepa.launch.run import build_method, untrained_encoder
 from solo_cjepa.tools.compare.collect import build_report, rebuild
 from solo_cjepa.tools.compare.configs import compose_run, config_dir
 from solo_cjepa.tools.compare.finetuning import FineTuning, finetune
@@ -147,11 +147,9 @@ def floor_rows(
             for seed in seeds or [None]:
                 seeded = cfg.copy()
                 seeded.seed = cfg.seed if seed is None else seed
-                torch.manual_seed(seeded.seed)
                 # a momentum method's target encoder starts as a copy of the context encoder,
                 # so one evaluation is the floor of both
-                untrained = encoder_of(build_method(seeded), "context")
-                random_init, eval_s = _timed_evaluation(untrained, loaders)
+                random_init, eval_s = _timed_evaluation(untrained_encoder(seeded), loaders)
                 numbers = {"ssl_method": method, "split": split, **floor_numbers(random_init)}
                 rows.append(run_row(name, "floor", eval_s, seed, **numbers))
     except Exception as err:  # a floor must not stop the comparison
