@@ -2,6 +2,7 @@
 mask loop, the memory counter); no timing is asserted."""
 
 import json
+import math
 import re
 
 import pytest
@@ -211,3 +212,25 @@ def test_epoch_curve_starts_from_the_runs_own_initial_weights(tmp_path, capsys, 
     assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == points
     assert (tmp_path / "curve" / "curve.png").stat().st_size > 0
     assert_figures(capsys.readouterr().out, "raw pixels", "tiny", "logreg")
+
+
+def test_short_runs_scores_the_untrained_vit_and_a_variant_on_the_validation_split(tmp_path):
+    from bench import short_runs
+
+    data = fashion_mnist_dir(tmp_path)
+    out = tmp_path / "short"
+    tiny = ["backbone.name=vit_nano", "optimizer.batch_size=16", "data.num_workers=0"]
+    tiny += [f"data.train_path={data}", f"data.val_path={data}", "+limit_train_batches=2"]
+    variant = "ijepa both (default)"
+    short_runs.main(
+        ["--out", str(out), "--budget", "-1", "1", "--untrained", "--variants", variant, "--"]
+        + tiny
+    )
+    untrained, trained = [json.loads(line) for line in (out / "results.jsonl").open()]
+    assert (untrained["variant"], trained["variant"]) == ("untrained ViT", variant)
+    assert untrained["target_offline_logreg_top1"] == untrained["context_offline_logreg_top1"]
+    # two steps at the start of the warm-up: the target is still close to the run's initial
+    # weights (an unrelated random ViT would be ~1.4 away)
+    assert 0 < trained["target_from_init"] < 0.1
+    for key in ("offline_logreg_top1", "offline_knn_top1", "feature_rank"):
+        assert math.isfinite(trained[f"target_{key}"]) and math.isfinite(trained[f"context_{key}"])
