@@ -73,8 +73,10 @@ def run_curve(run: Path, label: str, encoders: Sequence[str], every: int) -> Lis
 
 
 def plot(points: Sequence[Dict], pixels: Optional[float], path: Path) -> Path:
+    """Logreg top-1 against epoch: a colour per run, its target solid and its context dashed,
+    both starting from its untrained ViT; raw pixels as a dotted line."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for label in dict.fromkeys(p["run"] for p in points):
+    for colour, label in enumerate(dict.fromkeys(p["run"] for p in points)):
         init = [p for p in points if p["run"] == label and p["encoder"] == "init"]
         for encoder, style in (("target", "-"), ("context", "--")):
             curve = init + [p for p in points if p["run"] == label and p["encoder"] == encoder]
@@ -83,14 +85,16 @@ def plot(points: Sequence[Dict], pixels: Optional[float], path: Path) -> Path:
                     [p["epoch"] for p in curve],
                     [p["offline_logreg_top1"] for p in curve],
                     style,
-                    marker="o",
+                    color=f"C{colour}",
+                    marker="o" if encoder == "target" else "s",
                     label=f"{label}, {encoder}",
                 )
     if pixels is not None:
         ax.axhline(pixels, color="grey", linestyle=":", label=f"raw pixels ({pixels:.1f})")
+        ax.set_ylim(top=max(ax.get_ylim()[1], pixels + 1))
     ax.set(xlabel="epoch (0: the untrained ViT)", ylabel="offline logreg top-1 (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
