@@ -204,13 +204,15 @@ def test_a_stalled_process_ends_the_run_with_one_line(tmp_path):
         *TWO_PROCESSES,
         f"data.train_path={data}",
         f"data.val_path={data}",
-        "+ddp_timeout_minutes=0.5",  # 30 s: start-up on a loaded machine fits in it
+        # the timeout also bounds the start-up rendezvous (~20 s idle): 30 s was too short once
+        # under CI's load, before process 1 had trained a batch
+        "+ddp_timeout_minutes=1",
     ]
     run = run_bounded(command, tmp_path, TIMEOUT_S, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 1, run.stderr[-3000:]
     assert "batch done on process 1" in run.stderr  # stalled in training, not at start-up
     assert run.stderr.strip().splitlines()[-1] == (
-        "error: process 0 of 2 waited longer than ddp_timeout_minutes=0.5 in a collective: "
+        "error: process 0 of 2 waited longer than ddp_timeout_minutes=1 in a collective: "
         "another process stalled or died (its own error, if any, is above); no checkpoint was "
         "written yet"
     )
