@@ -20,10 +20,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from bench.__main__ import cpu_name  # noqa: E402
-from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method  # noqa: E402
+from solo_cjepa.launch.checkpoints.loading import encoder_of, load_method, run_cfg  # noqa: E402
 from solo_cjepa.launch.data.holdout import scored_split  # noqa: E402
 from solo_cjepa.launch.run import untrained_encoder  # noqa: E402
 from solo_cjepa.tools.offline_eval import eval_loaders, evaluate, flat_pixels  # noqa: E402
@@ -57,8 +56,7 @@ def _scored(features, loaders) -> Tuple[Dict, float]:
 def run_curve(run: Path, label: str, encoders: Sequence[str], every: int) -> List[Dict]:
     """The points of one run: epoch 0 (its untrained ViT, the floor of both encoders) and every
     ``every``-th epoch checkpoint with the first and the last, for each of ``encoders``."""
-    cfg = OmegaConf.create(json.loads((Path(run) / "args.json").read_text()))
-    OmegaConf.set_struct(cfg, False)
+    cfg = run_cfg(run)
     loaders = eval_loaders(cfg)
     points = [_point(label, "init", 0, *_scored(untrained_encoder(cfg), loaders))]
     checkpoints = epoch_checkpoints(run)
@@ -118,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         f"{cpu_name()}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    first = OmegaConf.create(json.loads((args.runs[0] / "args.json").read_text()))
+    first = run_cfg(args.runs[0])
     print(f"scored on: {scored_split(first.data)}", flush=True)
     pixels, pixel_s = _scored(flat_pixels, eval_loaders(first))
     points = [_point("raw pixels", "-", 0, pixels, pixel_s)]

@@ -251,6 +251,13 @@ def initialise_from(model: LightningModule, path: str) -> None:
     note(f"init_from={path}: {'; '.join(loaded)}; optimizer and schedules start fresh")
 
 
+def run_cfg(folder: Union[str, Path]) -> DictConfig:
+    """The full config a pretraining run recorded in its folder's ``args.json``, editable."""
+    cfg = OmegaConf.create(json.loads((Path(folder) / "args.json").read_text()))
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
 def load_method(path: Union[str, Path]) -> Tuple[LightningModule, DictConfig]:
     """The method of checkpoint (or run folder) ``path`` with its weights, in eval mode on the
     CPU, and the run's cfg."""
@@ -261,8 +268,7 @@ def load_method(path: Union[str, Path]) -> Tuple[LightningModule, DictConfig]:
             f"{str(ckpt)!r} has no args.json next to it; it must come from a pretraining run "
             "with checkpoint.enabled=True"
         )
-    cfg = OmegaConf.create(json.loads(args.read_text()))
-    OmegaConf.set_struct(cfg, False)
+    cfg = run_cfg(ckpt.parent)
     model = METHODS[cfg.method](cfg)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict(state)

@@ -4,15 +4,12 @@ floors again from the runs' configs; with ``--finetune`` each run's fine-tuning 
 records are rewritten and the report rebuilt; a run without a kept checkpoint keeps its record.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from omegaconf import OmegaConf
-
-from solo_cjepa.launch.checkpoints.loading import newest_checkpoint
+from solo_cjepa.launch.checkpoints.loading import newest_checkpoint, run_cfg
 from solo_cjepa.tools.compare.collect import rebuild
 from solo_cjepa.tools.compare.finetuning import FineTuning, finetune
 from solo_cjepa.tools.compare.pipeline import (
@@ -42,7 +39,7 @@ def _rescore_floors(out: Path, plan: dict, stream: TextIO) -> None:
     for spec in specs:
         run_dir = load_outcome(out, spec).run_dir
         if run_dir is not None and (run_dir / "args.json").is_file():
-            cfgs.append(OmegaConf.create(json.loads((run_dir / "args.json").read_text())))
+            cfgs.append(run_cfg(run_dir))
     if not cfgs:
         print(f"[floors] kept: {folder_name(specs[0])} has no args.json", file=stream, flush=True)
         return
